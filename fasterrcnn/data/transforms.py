@@ -1,0 +1,117 @@
+"""From uint8 RGB images to the padded, normalized network input, per :class:`InputConfig`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from fasterrcnn.config import InputConfig
+
+
+@dataclass
+class ImageBatch:
+    """Network input for N images.
+
+    ``tensor``: Tensor[N, 3, Hp, Wp] normalized, padded at the bottom/right;
+    ``image_sizes``: (h, w) of each resized image inside the padding (the network frame);
+    ``original_sizes``: (h, w) of each image as given.
+    """
+
+    tensor: Tensor
+    image_sizes: list[tuple[int, int]]
+    original_sizes: list[tuple[int, int]]
+
+    @property
+    def padded_size(self) -> tuple[int, int]:
+        return (self.tensor.shape[-2], self.tensor.shape[-1])
+
+    def to(self, device: torch.device | str) -> ImageBatch:
+        return ImageBatch(self.tensor.to(device), self.image_sizes, self.original_sizes)
+
+
+def resized_size(height: int, width: int, cfg: InputConfig) -> tuple[int, int]:
+    """(h, w) of the network input for an image of ``height x width``."""
+    short, long = min(height, width), max(height, width)
+    if cfg.size_rounding == "floor":
+        # torchvision: one scale, then floor(size * scale), both in Python floats.
+        scale = min(cfg.short_side / short, cfg.max_side / long)
+        return math.floor(float(height) * scale), math.floor(float(width) * scale)
+    if cfg.size_rounding == "round":
+        # MegEngine: Python round (half to even) of size * scale.
+        scale = cfg.short_side / short
+        if scale * long > cfg.max_side:
+            scale = cfg.max_side / long
+        return int(round(height * scale)), int(round(width * scale))
+    # detectron2: scale the sides, shrink both if the long one is too long, int(x + 0.5).
+    scale = cfg.short_side / short
+    new_h, new_w = height * scale, width * scale
+    if max(new_h, new_w) > cfg.max_side:
+        shrink = cfg.max_side / max(new_h, new_w)
+        new_h, new_w = new_h * shrink, new_w * shrink
+    return int(new_h + 0.5), int(new_w + 0.5)
+
+
+def _normalize(pixels: Tensor, cfg: InputConfig) -> Tensor:
+    """(3, H, W) float32 pixels in model channel order -> ``(x / divisor - mean) / std``."""
+    mean = torch.tensor(cfg.mean, dtype=torch.float32)[:, None, None]
+    std = torch.tensor(cfg.std, dtype=torch.float32)[:, None, None]
+    if cfg.pixel_divisor != 1:
+        pixels = pixels / cfg.pixel_divisor
+    return (pixels - mean) / std
+
+
+def pad_value(cfg: InputConfig) -> Tensor:
+    """Per-channel value (Tensor[3]) of the padding in the normalized input."""
+    if cfg.pad_stage == "after_normalize":
+        return torch.zeros(3)
+    return _normalize(torch.zeros(3, 1, 1), cfg).flatten()
+
+
+def preprocess_image(image: np.ndarray, cfg: InputConfig) -> Tensor:
+    """HxWx3 uint8 RGB -> Tensor[3, h, w] float32: resized and normalized, not padded."""
+    if cfg.channel_order == "BGR":
+        image = image[:, :, ::-1]
+    height, width = image.shape[:2]
+    new_h, new_w = resized_size(height, width, cfg)
+    if cfg.resize_backend == "torch_bilinear":
+        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
+        x = _normalize(pixels, cfg)
+        if (new_h, new_w) != (height, width):
+            x = F.interpolate(x[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
+        return x
+    if cfg.resize_backend == "cv2_linear":
+        resized = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+    else:
+        from PIL import Image
+
+        resized = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((new_w, new_h), Image.BILINEAR))
+    pixels = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float()
+    return _normalize(pixels, cfg)
+
+
+def batch_images(images: list[Tensor], cfg: InputConfig) -> Tensor:
+    """Pad Tensor[3, hi, wi] images into one Tensor[N, 3, Hp, Wp] (multiples of pad_divisor)."""
+    d = cfg.pad_divisor
+    height = math.ceil(max(x.shape[1] for x in images) / d) * d
+    width = math.ceil(max(x.shape[2] for x in images) / d) * d
+    fill = pad_value(cfg).to(images[0].dtype)[:, None, None]
+    batch = fill.expand(3, height, width).repeat(len(images), 1, 1, 1)
+    for i, x in enumerate(images):
+        batch[i, :, : x.shape[1], : x.shape[2]] = x
+    return batch
+
+
+def make_batch(images: list[np.ndarray], cfg: InputConfig) -> ImageBatch:
+    """Preprocess and pad HxWx3 uint8 RGB images into an :class:`ImageBatch`."""
+    tensors = [preprocess_image(image, cfg) for image in images]
+    return ImageBatch(
+        tensor=batch_images(tensors, cfg),
+        image_sizes=[(x.shape[1], x.shape[2]) for x in tensors],
+        original_sizes=[(im.shape[0], im.shape[1]) for im in images],
+    )

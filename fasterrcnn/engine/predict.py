@@ -1,0 +1,112 @@
+"""Inference on image files or arrays, returning plain numpy results."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import numpy as np
+import torch
+
+from fasterrcnn.data.images import read_image, to_rgb
+
+if TYPE_CHECKING:
+    from fasterrcnn.modeling.detector import FasterRCNN
+
+ImageSource = Union[str, Path, np.ndarray]
+
+
+@dataclass
+class Detections:
+    """Detections of one image, in decreasing score order.
+
+    ``boxes``: (N, 4) float32 ``x1, y1, x2, y2`` in original-image pixels; ``scores``: (N,)
+    float32; ``category_ids``: (N,) int64 COCO category ids; ``class_names``: N names.
+    ``proposals`` (P, 4) float32 in network-input pixels and ``proposal_scores`` (P,) are
+    filled when asked for. ``image_size`` is the original (h, w).
+    """
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    category_ids: np.ndarray
+    class_names: list[str]
+    image_size: tuple[int, int]
+    source: str | None = None
+    proposals: np.ndarray | None = None
+    proposal_scores: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict: the image and its detections (boxes as ``[x1, y1, x2, y2]``)."""
+        return {
+            "image": self.source,
+            "height": self.image_size[0],
+            "width": self.image_size[1],
+            "detections": [
+                {
+                    "box": [round(float(v), 3) for v in box],
+                    "score": round(float(score), 5),
+                    "category_id": int(cat),
+                    "class_name": name,
+                }
+                for box, score, cat, name in zip(
+                    self.boxes, self.scores, self.category_ids, self.class_names
+                )
+            ],
+        }
+
+
+def load_source(source: ImageSource, channels: str = "RGB") -> tuple[np.ndarray, str | None]:
+    """An image path or HxWx3 uint8 array -> (RGB array, path string or None)."""
+    if isinstance(source, (str, Path)):
+        return read_image(source), str(source)
+    return to_rgb(source, channels), None
+
+
+@torch.inference_mode()
+def predict(
+    model: FasterRCNN,
+    source: ImageSource | list[ImageSource],
+    *,
+    channels: str = "RGB",
+    score_threshold: float | None = None,
+    return_proposals: bool = False,
+) -> Detections | list[Detections]:
+    """Run ``model`` on one image source or a list of them (one batch).
+
+    ``channels`` gives the channel order of array inputs; files are decoded as they are.
+    ``score_threshold`` (optional) drops detections below it after the model's own
+    post-processing. Returns one :class:`Detections` per source.
+    """
+    single = not isinstance(source, list)
+    sources = [source] if single else source
+    loaded = [load_source(s, channels) for s in sources]
+    batch = model.preprocess([image for image, _ in loaded])
+    detections, raw = model.detect(batch)
+    classes = model.config.classes
+    results = []
+    for (_, name), dets, proposals, size in zip(
+        loaded, detections, raw.rpn.proposals, batch.original_sizes
+    ):
+        keep = slice(None)
+        if score_threshold is not None:
+            keep = (dets.scores >= score_threshold).cpu().numpy()
+        labels = dets.labels.cpu().numpy()[keep]
+        results.append(
+            Detections(
+                boxes=dets.boxes.cpu().float().numpy()[keep],
+                scores=dets.scores.cpu().float().numpy()[keep],
+                category_ids=np.asarray(classes.category_ids, dtype=np.int64)[labels],
+                class_names=[classes.names[i] for i in labels],
+                image_size=size,
+                source=name,
+                proposals=proposals.boxes.cpu().float().numpy() if return_proposals else None,
+                proposal_scores=(
+                    proposals.scores.cpu().float().numpy() if return_proposals else None
+                ),
+            )
+        )
+    return results[0] if single else results

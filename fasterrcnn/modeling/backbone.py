@@ -1,0 +1,142 @@
+"""ResNet / ResNeXt body: stem + 4 stages, returning res2..res5 (strides 4, 8, 16, 32).
+
+Parameter names follow the classic ResNet layout (``conv1``, ``bn1``, ``layer1.0.conv1``,
+``layer1.0.downsample.0``), shared by torchvision's and MegEngine's checkpoints.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fasterrcnn.config import BodyConfig
+
+
+class FrozenBatchNorm2d(nn.Module):
+    """Batch norm with fixed statistics and affine parameters: ``y = x * s + b`` with
+    ``s = weight / sqrt(running_var + eps)`` and ``b = bias - running_mean * s``."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.register_buffer("weight", torch.ones(num_features))
+        self.register_buffer("bias", torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def scale_and_shift(self) -> tuple[Tensor, Tensor]:
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        return scale, self.bias - self.running_mean * scale
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale, shift = self.scale_and_shift()
+        return x * scale[None, :, None, None] + shift[None, :, None, None]
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
+def make_norm(kind: str, channels: int, eps: float) -> nn.Module:
+    if kind == "frozen_bn":
+        return FrozenBatchNorm2d(channels, eps)
+    if kind == "bn":
+        return nn.BatchNorm2d(channels, eps=eps)
+    raise ValueError(f"unknown norm {kind!r}")
+
+
+class BasicBlock(nn.Module):
+    """3x3 (stride) -> 3x3, plus the shortcut (ResNet-18/34)."""
+
+    def __init__(self, in_ch: int, planes: int, stride: int, cfg: BodyConfig) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_ch, planes, 3, stride, 1, bias=False)
+        self.bn1 = make_norm(cfg.norm, planes, cfg.norm_eps)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = make_norm(cfg.norm, planes, cfg.norm_eps)
+        self.downsample = _shortcut(in_ch, planes, stride, cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (groups) -> 1x1 (x4 channels), plus the shortcut (ResNet-50+, ResNeXt)."""
+
+    def __init__(self, in_ch: int, planes: int, stride: int, cfg: BodyConfig) -> None:
+        super().__init__()
+        width = int(planes * cfg.width_per_group / 64) * cfg.groups
+        out_ch = planes * 4
+        stride_1x1, stride_3x3 = (stride, 1) if cfg.stride_in_1x1 else (1, stride)
+        self.conv1 = nn.Conv2d(in_ch, width, 1, stride_1x1, bias=False)
+        self.bn1 = make_norm(cfg.norm, width, cfg.norm_eps)
+        self.conv2 = nn.Conv2d(width, width, 3, stride_3x3, 1, groups=cfg.groups, bias=False)
+        self.bn2 = make_norm(cfg.norm, width, cfg.norm_eps)
+        self.conv3 = nn.Conv2d(width, out_ch, 1, bias=False)
+        self.bn3 = make_norm(cfg.norm, out_ch, cfg.norm_eps)
+        self.downsample = _shortcut(in_ch, out_ch, stride, cfg)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + identity)
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int, cfg: BodyConfig) -> nn.Module | None:
+    if in_ch == out_ch and stride == 1:
+        return None
+    return nn.Sequential(
+        nn.Conv2d(in_ch, out_ch, 1, stride, bias=False),
+        make_norm(cfg.norm, out_ch, cfg.norm_eps),
+    )
+
+
+class ResNet(nn.Module):
+    """Stem (7x7/2 conv, norm, ReLU, 3x3/2 max-pool) and stages ``layer1..layer4``.
+
+    ``forward`` returns ``[res2, res3, res4, res5]``, shapes ``(N, C_i, H / s_i, W / s_i)``
+    with ``s = 4, 8, 16, 32`` and ``C = cfg.out_channels``.
+    """
+
+    def __init__(self, cfg: BodyConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = make_norm(cfg.norm, 64, cfg.norm_eps)
+        block = Bottleneck if cfg.bottleneck else BasicBlock
+        in_ch = 64
+        for i, blocks in enumerate(cfg.stage_blocks):
+            planes = 64 * 2**i
+            layers = []
+            for b in range(blocks):
+                stride = 2 if (b == 0 and i > 0) else 1
+                layers.append(block(in_ch, planes, stride, cfg))
+                in_ch = cfg.out_channels[i]
+            self.add_module(f"layer{i + 1}", nn.Sequential(*layers))
+        self.freeze(cfg.freeze_at)
+
+    @property
+    def stages(self) -> list[nn.Sequential]:
+        return [self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def freeze(self, freeze_at: int) -> None:
+        """Stop gradients for the stem (``freeze_at >= 1``) and stages ``< freeze_at``."""
+        frozen = [nn.ModuleList([self.conv1, self.bn1])] if freeze_at >= 1 else []
+        frozen += self.stages[: max(freeze_at - 1, 0)]
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+        outputs = []
+        for stage in self.stages:
+            x = stage(x)
+            outputs.append(x)
+        return outputs

@@ -1,0 +1,106 @@
+"""Second stage: multi-scale RoIAlign, the 2-FC box head and the box predictor.
+
+Shape shorthand: R RoIs over the whole batch, C = num_classes foreground classes,
+K = C + 1 logits (with the background), S = output_size of the pooler.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from fasterrcnn.config import BoxHeadConfig, RoIPoolerConfig
+from fasterrcnn.ops.roi_align import roi_align
+
+
+def assign_levels(boxes: Tensor, cfg: RoIPoolerConfig, min_level: int, max_level: int) -> Tensor:
+    """Pyramid level of each box (Tensor[R, 4] -> Tensor[R] int64, absolute: 2 = P2)."""
+    size = torch.sqrt((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]))
+    if cfg.level_epsilon_in_log:
+        level = cfg.canonical_level + torch.log2(size / cfg.canonical_size + cfg.level_epsilon)
+    else:
+        level = cfg.canonical_level + torch.log2(size / cfg.canonical_size) + cfg.level_epsilon
+    level = torch.floor(level)
+    return level.clamp(min=min_level, max=max_level).to(torch.int64)
+
+
+class MultiScaleRoIAlign(nn.Module):
+    """Pools each RoI from the pyramid level its size selects.
+
+    ``forward(features, rois)``: features [P_min..P_max] with strides ``strides``; rois
+    Tensor[R, 5] ``(batch_index, x1, y1, x2, y2)`` -> Tensor[R, 256, S, S].
+    """
+
+    def __init__(self, cfg: RoIPoolerConfig, strides: tuple[int, ...]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.strides = strides
+        self.min_level = int(math.log2(strides[0]))
+        self.max_level = int(math.log2(strides[-1]))
+
+    def forward(self, features: list[Tensor], rois: Tensor) -> Tensor:
+        cfg = self.cfg
+        levels = assign_levels(rois[:, 1:], cfg, self.min_level, self.max_level) - self.min_level
+        size = cfg.output_size
+        out = features[0].new_zeros((rois.shape[0], features[0].shape[1], size, size))
+        for level, (feature, stride) in enumerate(zip(features, self.strides)):
+            index = torch.nonzero(levels == level).squeeze(1)
+            if index.numel() == 0:
+                continue
+            pooled = roi_align(
+                feature,
+                rois[index],
+                cfg.output_size,
+                1.0 / stride,
+                cfg.sampling_ratio,
+                cfg.aligned,
+                cfg.border,
+            )
+            out = out.index_copy(0, index, pooled.to(out.dtype))
+        return out
+
+
+class BoxHead(nn.Module):
+    """Flatten (R, 256, S, S) -> fc1 -> ReLU -> fc2 -> ReLU -> (R, fc_dim)."""
+
+    def __init__(self, in_features: int, fc_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, fc_dim)
+        self.fc2 = nn.Linear(fc_dim, fc_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.fc1(x.flatten(1)))
+        return F.relu(self.fc2(x))
+
+
+class BoxPredictor(nn.Module):
+    """Class logits Tensor[R, K] and class-specific deltas Tensor[R, C or K, 4]."""
+
+    def __init__(self, fc_dim: int, cfg: BoxHeadConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        num_logits = cfg.num_classes + 1
+        num_boxes = num_logits if cfg.deltas_include_background else cfg.num_classes
+        self.cls_score = nn.Linear(fc_dim, num_logits)
+        self.bbox_pred = nn.Linear(fc_dim, num_boxes * 4)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.cls_score(x), self.bbox_pred(x).view(x.shape[0], -1, 4)
+
+
+class RoIHeads(nn.Module):
+    """Pooler + box head + predictor: ``(features, rois) -> (class_logits, box_deltas)``."""
+
+    def __init__(
+        self, pooler: RoIPoolerConfig, head: BoxHeadConfig, channels: int, strides: tuple[int, ...]
+    ) -> None:
+        super().__init__()
+        self.pooler = MultiScaleRoIAlign(pooler, strides)
+        self.box_head = BoxHead(channels * pooler.output_size**2, head.fc_dim)
+        self.predictor = BoxPredictor(head.fc_dim, head)
+
+    def forward(self, features: list[Tensor], rois: Tensor) -> tuple[Tensor, Tensor]:
+        return self.predictor(self.box_head(self.pooler(features, rois)))

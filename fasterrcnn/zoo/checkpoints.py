@@ -1,0 +1,262 @@
+"""Reading checkpoint files and translating each family's parameter names to ours.
+
+Each family has one explicit key map: an ordered list of ``(pattern, replacement)`` rules on
+the checkpoint's names (the first matching rule wins; a replacement of None drops the key on
+purpose). Loading is strict: every checkpoint key must map to a model key, every model key
+must be filled, and shapes must agree. Errors are :class:`CheckpointError` with one line.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import re
+import zipfile
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+Family = Literal["native", "torchvision", "megengine", "detectron2"]
+Rule = tuple[str, "str | Callable[[re.Match[str]], str] | None"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded into a model; the message is one line."""
+
+
+def _level(offset: int, template: str) -> Callable[[re.Match[str]], str]:
+    """Replacement that rewrites group 1 (a pyramid level number) as ``level - offset``."""
+    return lambda m: template.format(int(m.group(1)) - offset, *m.groups()[1:])
+
+
+KEY_MAPS: dict[Family, list[Rule]] = {
+    "native": [(r"(.*)", r"\1")],
+    "torchvision": [
+        (r".*num_batches_tracked$", None),  # batch-norm counters, not weights
+        (r"backbone\.body\.(.*)", r"backbone.body.\1"),
+        (r"backbone\.fpn\.inner_blocks\.(\d)\.(?:0\.)?(weight|bias)", _level(0, "backbone.fpn.lateral_convs.{}.conv.{}")),
+        (r"backbone\.fpn\.layer_blocks\.(\d)\.(?:0\.)?(weight|bias)", _level(0, "backbone.fpn.output_convs.{}.conv.{}")),
+        (r"rpn\.head\.conv\.(?:0\.0\.)?(weight|bias)", r"rpn.head.conv.\1"),
+        (r"rpn\.head\.cls_logits\.(.*)", r"rpn.head.objectness.\1"),
+        (r"rpn\.head\.bbox_pred\.(.*)", r"rpn.head.deltas.\1"),
+        (r"roi_heads\.box_head\.fc6\.(.*)", r"roi_heads.box_head.fc1.\1"),
+        (r"roi_heads\.box_head\.fc7\.(.*)", r"roi_heads.box_head.fc2.\1"),
+        (r"roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(.*)", r"roi_heads.predictor.\1.\2"),
+    ],
+    # MegEngine 1.x names; 0.x spells the heads RPN./RCNN. and keeps the ImageNet classifier.
+    "megengine": [
+        (r"backbone\.bottom_up\.fc\..*", None),  # ImageNet classifier, unused by detection
+        (r"backbone\.bottom_up\.(.*)", r"backbone.body.\1"),
+        (r"backbone\.fpn_lateral(\d)\.(weight|bias)", _level(2, "backbone.fpn.lateral_convs.{}.conv.{}")),
+        (r"backbone\.fpn_lateral(\d)\.norm\.(.*)", _level(2, "backbone.fpn.lateral_convs.{}.norm.{}")),
+        (r"backbone\.fpn_output(\d)\.(weight|bias)", _level(2, "backbone.fpn.output_convs.{}.conv.{}")),
+        (r"backbone\.fpn_output(\d)\.norm\.(.*)", _level(2, "backbone.fpn.output_convs.{}.norm.{}")),
+        (r"(?:rpn|RPN)\.rpn_conv\.(.*)", r"rpn.head.conv.\1"),
+        (r"(?:rpn|RPN)\.rpn_cls_score\.(.*)", r"rpn.head.objectness.\1"),
+        (r"(?:rpn|RPN)\.rpn_bbox_offsets\.(.*)", r"rpn.head.deltas.\1"),
+        (r"(?:rcnn|RCNN)\.(fc1|fc2)\.(.*)", r"roi_heads.box_head.\1.\2"),
+        (r"(?:rcnn|RCNN)\.pred_cls\.(.*)", r"roi_heads.predictor.cls_score.\1"),
+        (r"(?:rcnn|RCNN)\.pred_delta\.(.*)", r"roi_heads.predictor.bbox_pred.\1"),
+    ],
+}
+
+# Families whose tensors may be stored in another shape with the same elements in C order:
+# MegEngine's (1, C, 1, 1) conv biases and norm statistics, and its 5-D grouped kernels.
+RESHAPE_OK: frozenset[Family] = frozenset({"megengine"})
+
+# Keys that tell the families apart.
+_SIGNATURES: list[tuple[Family, str]] = [
+    ("native", "rpn.head.objectness.weight"),
+    ("torchvision", "rpn.head.cls_logits.weight"),
+    ("megengine", "rpn.rpn_cls_score.weight"),
+    ("megengine", "RPN.rpn_cls_score.weight"),
+    ("detectron2", "proposal_generator.rpn_head.objectness_logits.weight"),
+]
+
+FAMILY_NAMES: dict[Family, str] = {
+    "native": "fasterrcnn",
+    "torchvision": "torchvision",
+    "megengine": "MegEngine",
+    "detectron2": "detectron2",
+}
+
+
+def detect_family(state_dict: Mapping[str, Any]) -> Family | None:
+    """The checkpoint family whose signature key ``state_dict`` has, if any."""
+    for family, key in _SIGNATURES:
+        if key in state_dict:
+            return family
+    return None
+
+
+def _translate(key: str, rules: list[Rule]) -> str | None:
+    for pattern, replacement in rules:
+        match = re.fullmatch(pattern, key)
+        if match:
+            if replacement is None:
+                return None
+            if callable(replacement):
+                return replacement(match)
+            return match.expand(replacement)
+    raise KeyError(key)
+
+
+def _describe(keys: list[str], limit: int = 3) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
+
+
+def convert_state_dict(
+    state_dict: Mapping[str, Any], model: nn.Module, family: Family
+) -> dict[str, torch.Tensor]:
+    """Translate ``state_dict`` of ``family`` into ``model``'s names and shapes (strict)."""
+    rules = KEY_MAPS[family]
+    target = model.state_dict()
+    converted: dict[str, torch.Tensor] = {}
+    unexpected: list[str] = []
+    mismatched: list[str] = []
+    for key, value in state_dict.items():
+        try:
+            name = _translate(key, rules)
+        except KeyError:
+            unexpected.append(key)
+            continue
+        if name is None:
+            continue
+        if name not in target:
+            unexpected.append(key)
+            continue
+        tensor = _as_tensor(value, key)
+        want = target[name]
+        if tensor.shape != want.shape:
+            if family in RESHAPE_OK and tensor.numel() == want.numel():
+                tensor = tensor.reshape(want.shape)
+            else:
+                mismatched.append(f"{key} {tuple(tensor.shape)} vs {tuple(want.shape)}")
+                continue
+        converted[name] = tensor.to(want.dtype)
+    missing = [
+        k for k in target if k not in converted and not k.endswith("num_batches_tracked")
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} keys: {_describe(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} keys: {_describe(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {_describe(mismatched, 2)}")
+    if problems:
+        raise CheckpointError("; ".join(problems))
+    return converted
+
+
+def _as_tensor(value: Any, key: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach()
+    if isinstance(value, np.ndarray) and value.dtype != object:
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, (int, float)):
+        return torch.tensor(value)
+    raise CheckpointError(f"{key}: not an array but {type(value).__name__}")
+
+
+def load_into(model: nn.Module, weights: str | Path | Mapping[str, Any], expected: Family) -> None:
+    """Load ``weights`` (a file or a state dict) of family ``expected`` into ``model``.
+
+    A native (``model.state_dict()``) checkpoint is accepted for any preset. Nothing is
+    loaded when anything is wrong.
+    """
+    state_dict = read_state_dict(weights) if isinstance(weights, (str, Path)) else weights
+    state_dict = unwrap(state_dict)
+    family = detect_family(state_dict)
+    if family is None:
+        raise CheckpointError(
+            f"not a Faster R-CNN checkpoint of a known family (expected {FAMILY_NAMES[expected]}"
+            f" names; first keys: {_describe(list(state_dict), 3)})"
+        )
+    if family not in (expected, "native"):
+        raise CheckpointError(
+            f"this looks like a {FAMILY_NAMES[family]} checkpoint, but the model expects "
+            f"{FAMILY_NAMES[expected]} names"
+        )
+    try:
+        converted = convert_state_dict(state_dict, model, family)
+    except CheckpointError as err:
+        raise CheckpointError(f"{FAMILY_NAMES[family]} checkpoint does not fit: {err}") from None
+    model.load_state_dict(converted, strict=False)
+
+
+def unwrap(obj: Any) -> Mapping[str, Any]:
+    """The flat state dict inside a checkpoint: itself, or under "state_dict" / "model"."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint holds a {type(obj).__name__}, not a dict of tensors")
+    for wrapper in ("state_dict", "model"):
+        inner = obj.get(wrapper)
+        if isinstance(inner, Mapping) and wrapper in obj and detect_family(obj) is None:
+            return unwrap(inner)
+    if not all(isinstance(k, str) for k in obj):
+        raise CheckpointError("checkpoint dict has non-string keys")
+    return obj
+
+
+def read_state_dict(path: str | Path) -> Mapping[str, Any]:
+    """Read a ``.pth``/``.pt`` (torch, weights only), ``.safetensors`` or pickle file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise CheckpointError(f"{path}: empty file")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load as load_safetensors
+
+            return load_safetensors(data)
+        if zipfile.is_zipfile(io.BytesIO(data)):
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        return safe_unpickle(data)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
+    except Exception as err:  # noqa: BLE001 - any decoder failure is "not a checkpoint"
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+
+
+# Globals a pickled dict of numpy arrays may reference, under numpy 1.x and 2.x names.
+_NUMPY_GLOBALS = {
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("collections", "OrderedDict"): OrderedDict,
+}
+for _prefix in ("numpy.core", "numpy._core"):
+    _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "_reconstruct")] = np._core.multiarray._reconstruct
+    _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "scalar")] = np._core.multiarray.scalar
+    _NUMPY_GLOBALS[(f"{_prefix}.numeric", "_frombuffer")] = np._core.numeric._frombuffer
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Admits only numpy arrays, dtypes, scalars and plain containers."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return _NUMPY_GLOBALS[(module, name)]
+        except KeyError:
+            raise CheckpointError(
+                f"refused to unpickle forbidden global {module}.{name}"
+            ) from None
+
+
+def safe_unpickle(data: bytes) -> Any:
+    """Unpickle ``data`` admitting only numpy arrays and plain containers (never code)."""
+    try:
+        return _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
+    except CheckpointError:
+        raise
+    except Exception as err:  # noqa: BLE001
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"not a readable pickle ({reason})") from None
