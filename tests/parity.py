@@ -22,7 +22,9 @@ def match_fraction(
     same label (when given), IoU >= ``min_iou`` and |score difference| <= ``max_score_diff``."""
     if len(ref_boxes) == 0:
         return 1.0 if len(boxes) == 0 else 0.0
-    iou = box_iou(torch.as_tensor(ref_boxes, dtype=torch.float64), torch.as_tensor(boxes, dtype=torch.float64)).numpy()
+    iou = box_iou(
+        torch.as_tensor(ref_boxes, dtype=torch.float64), torch.as_tensor(boxes, dtype=torch.float64)
+    ).numpy()
     ok = (iou >= min_iou) & (np.abs(ref_scores[:, None] - scores[None, :]) <= max_score_diff)
     if ref_labels is not None:
         ok &= ref_labels[:, None] == labels[None, :]

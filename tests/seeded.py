@@ -17,7 +17,9 @@ import torch
 DATA = Path(__file__).parent / "data"
 
 
-def torch_seeded(shapes: dict[str, list[int]], stem_scale: dict[str, float] | None = None) -> dict[str, torch.Tensor]:
+def torch_seeded(
+    shapes: dict[str, list[int]], stem_scale: dict[str, float] | None = None
+) -> dict[str, torch.Tensor]:
     """torchvision / detectron2 recipe (torch CPU generator seeded with crc32(key))."""
     out = {}
     for key, shape in shapes.items():
@@ -44,7 +46,9 @@ def torch_seeded(shapes: dict[str, list[int]], stem_scale: dict[str, float] | No
     return out
 
 
-def numpy_seeded(shapes: dict[str, list[int]], grouped_as_4d: bool = False) -> dict[str, np.ndarray]:
+def numpy_seeded(
+    shapes: dict[str, list[int]], grouped_as_4d: bool = False
+) -> dict[str, np.ndarray]:
     """MegEngine recipe (numpy PCG64 seeded with crc32(key), float64 then float32).
 
     ``grouped_as_4d``: draw 5-D grouped kernels (g, o, i, kh, kw) on the 4-D shape

@@ -47,7 +47,7 @@ def resized_size(height: int, width: int, cfg: InputConfig) -> tuple[int, int]:
         scale = cfg.short_side / short
         if scale * long > cfg.max_side:
             scale = cfg.max_side / long
-        return int(round(height * scale)), int(round(width * scale))
+        return round(height * scale), round(width * scale)
     # detectron2: scale the sides, shrink both if the long one is too long, int(x + 0.5).
     scale = cfg.short_side / short
     new_h, new_w = height * scale, width * scale
@@ -86,11 +86,15 @@ def preprocess_image(image: np.ndarray, cfg: InputConfig) -> Tensor:
             x = F.interpolate(x[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
         return x
     if cfg.resize_backend == "cv2_linear":
-        resized = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+        resized = cv2.resize(
+            np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR
+        )
     else:
         from PIL import Image
 
-        resized = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize((new_w, new_h), Image.BILINEAR))
+        resized = np.asarray(
+            Image.fromarray(np.ascontiguousarray(image)).resize((new_w, new_h), Image.BILINEAR)
+        )
     pixels = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float()
     return _normalize(pixels, cfg)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ from fasterrcnn.data.images import read_image, to_rgb
 if TYPE_CHECKING:
     from fasterrcnn.modeling.detector import FasterRCNN
 
-ImageSource = Union[str, Path, np.ndarray]
+ImageSource = str | Path | np.ndarray
 
 
 @dataclass
@@ -53,7 +53,7 @@ class Detections:
                     "class_name": name,
                 }
                 for box, score, cat, name in zip(
-                    self.boxes, self.scores, self.category_ids, self.class_names
+                    self.boxes, self.scores, self.category_ids, self.class_names, strict=True
                 )
             ],
         }
@@ -89,7 +89,7 @@ def predict(
     classes = model.config.classes
     results = []
     for (_, name), dets, proposals, size in zip(
-        loaded, detections, raw.rpn.proposals, batch.original_sizes
+        loaded, detections, raw.rpn.proposals, batch.original_sizes, strict=True
     ):
         keep = slice(None)
         if score_threshold is not None:

@@ -46,7 +46,7 @@ class MultiScaleRoIAlign(nn.Module):
         levels = assign_levels(rois[:, 1:], cfg, self.min_level, self.max_level) - self.min_level
         size = cfg.output_size
         out = features[0].new_zeros((rois.shape[0], features[0].shape[1], size, size))
-        for level, (feature, stride) in enumerate(zip(features, self.strides)):
+        for level, (feature, stride) in enumerate(zip(features, self.strides, strict=True)):
             index = torch.nonzero(levels == level).squeeze(1)
             if index.numel() == 0:
                 continue

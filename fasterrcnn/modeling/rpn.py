@@ -52,7 +52,7 @@ class AnchorGenerator(nn.Module):
     ) -> list[Tensor]:
         """Tensor[Hi * Wi * A, 4] per level, in (y, x, anchor) order."""
         anchors = []
-        for level, (grid, nominal) in enumerate(zip(feature_sizes, self.strides)):
+        for level, (grid, nominal) in enumerate(zip(feature_sizes, self.strides, strict=True)):
             if self.cfg.stride_rule == "padded_size_div":
                 stride = (padded_size[0] // grid[0], padded_size[1] // grid[1])
             else:
@@ -147,7 +147,7 @@ class RPN(nn.Module):
         pre_top = cfg.pre_nms_top_n_train if self.training else cfg.pre_nms_top_n_test
         post_top = cfg.post_nms_top_n_train if self.training else cfg.post_nms_top_n_test
         boxes, logits, scores, levels = [], [], [], []
-        for level, (obj, dlt, anc) in enumerate(zip(objectness, deltas, anchors)):
+        for level, (obj, dlt, anc) in enumerate(zip(objectness, deltas, anchors, strict=True)):
             fg_logit = obj[:, -1]
             top = torch.topk(fg_logit, min(pre_top, fg_logit.numel())).indices
             logits.append(fg_logit[top])

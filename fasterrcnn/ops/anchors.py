@@ -46,8 +46,14 @@ def cell_anchors(
                 h = _round_half_away(w * ratio)
                 w, h = w * size / base, h * size / base
                 ctr = (base - 1) / 2
-                rows.append((ctr - 0.5 * (w - 1), ctr - 0.5 * (h - 1),
-                             ctr + 0.5 * (w - 1), ctr + 0.5 * (h - 1)))
+                rows.append(
+                    (
+                        ctr - 0.5 * (w - 1),
+                        ctr - 0.5 * (h - 1),
+                        ctr + 0.5 * (w - 1),
+                        ctr + 0.5 * (h - 1),
+                    )
+                )
             else:
                 w = math.sqrt(size * size / ratio)
                 h = ratio * w

@@ -39,8 +39,14 @@ KEY_MAPS: dict[Family, list[Rule]] = {
     "torchvision": [
         (r".*num_batches_tracked$", None),  # batch-norm counters, not weights
         (r"backbone\.body\.(.*)", r"backbone.body.\1"),
-        (r"backbone\.fpn\.inner_blocks\.(\d)\.(?:0\.)?(weight|bias)", _level(0, "backbone.fpn.lateral_convs.{}.conv.{}")),
-        (r"backbone\.fpn\.layer_blocks\.(\d)\.(?:0\.)?(weight|bias)", _level(0, "backbone.fpn.output_convs.{}.conv.{}")),
+        (
+            r"backbone\.fpn\.inner_blocks\.(\d)\.(?:0\.)?(weight|bias)",
+            _level(0, "backbone.fpn.lateral_convs.{}.conv.{}"),
+        ),
+        (
+            r"backbone\.fpn\.layer_blocks\.(\d)\.(?:0\.)?(weight|bias)",
+            _level(0, "backbone.fpn.output_convs.{}.conv.{}"),
+        ),
         (r"rpn\.head\.conv\.(?:0\.0\.)?(weight|bias)", r"rpn.head.conv.\1"),
         (r"rpn\.head\.cls_logits\.(.*)", r"rpn.head.objectness.\1"),
         (r"rpn\.head\.bbox_pred\.(.*)", r"rpn.head.deltas.\1"),
@@ -52,10 +58,22 @@ KEY_MAPS: dict[Family, list[Rule]] = {
     "megengine": [
         (r"backbone\.bottom_up\.fc\..*", None),  # ImageNet classifier, unused by detection
         (r"backbone\.bottom_up\.(.*)", r"backbone.body.\1"),
-        (r"backbone\.fpn_lateral(\d)\.(weight|bias)", _level(2, "backbone.fpn.lateral_convs.{}.conv.{}")),
-        (r"backbone\.fpn_lateral(\d)\.norm\.(.*)", _level(2, "backbone.fpn.lateral_convs.{}.norm.{}")),
-        (r"backbone\.fpn_output(\d)\.(weight|bias)", _level(2, "backbone.fpn.output_convs.{}.conv.{}")),
-        (r"backbone\.fpn_output(\d)\.norm\.(.*)", _level(2, "backbone.fpn.output_convs.{}.norm.{}")),
+        (
+            r"backbone\.fpn_lateral(\d)\.(weight|bias)",
+            _level(2, "backbone.fpn.lateral_convs.{}.conv.{}"),
+        ),
+        (
+            r"backbone\.fpn_lateral(\d)\.norm\.(.*)",
+            _level(2, "backbone.fpn.lateral_convs.{}.norm.{}"),
+        ),
+        (
+            r"backbone\.fpn_output(\d)\.(weight|bias)",
+            _level(2, "backbone.fpn.output_convs.{}.conv.{}"),
+        ),
+        (
+            r"backbone\.fpn_output(\d)\.norm\.(.*)",
+            _level(2, "backbone.fpn.output_convs.{}.norm.{}"),
+        ),
         (r"(?:rpn|RPN)\.rpn_conv\.(.*)", r"rpn.head.conv.\1"),
         (r"(?:rpn|RPN)\.rpn_cls_score\.(.*)", r"rpn.head.objectness.\1"),
         (r"(?:rpn|RPN)\.rpn_bbox_offsets\.(.*)", r"rpn.head.deltas.\1"),
@@ -140,9 +158,7 @@ def convert_state_dict(
                 mismatched.append(f"{key} {tuple(tensor.shape)} vs {tuple(want.shape)}")
                 continue
         converted[name] = tensor.to(want.dtype)
-    missing = [
-        k for k in target if k not in converted and not k.endswith("num_batches_tracked")
-    ]
+    missing = [k for k in target if k not in converted and not k.endswith("num_batches_tracked")]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} keys: {_describe(missing)}")
@@ -171,8 +187,20 @@ def load_into(model: nn.Module, weights: str | Path | Mapping[str, Any], expecte
     A native (``model.state_dict()``) checkpoint is accepted for any preset. Nothing is
     loaded when anything is wrong.
     """
-    state_dict = read_state_dict(weights) if isinstance(weights, (str, Path)) else weights
-    state_dict = unwrap(state_dict)
+    if isinstance(weights, (str, Path)):
+        try:
+            _load_checked(model, unwrap(read_state_dict(weights)), expected)
+        except CheckpointError as err:
+            message = str(err)
+            prefix = f"{weights}: "
+            raise CheckpointError(
+                message if message.startswith(prefix) else prefix + message
+            ) from None
+    else:
+        _load_checked(model, unwrap(weights), expected)
+
+
+def _load_checked(model: nn.Module, state_dict: Mapping[str, Any], expected: Family) -> None:
     family = detect_family(state_dict)
     if family is None:
         raise CheckpointError(
@@ -222,9 +250,9 @@ def read_state_dict(path: str | Path) -> Mapping[str, Any]:
         return safe_unpickle(data)
     except CheckpointError as err:
         raise CheckpointError(f"{path}: {err}") from None
-    except Exception as err:  # noqa: BLE001 - any decoder failure is "not a checkpoint"
+    except Exception as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason})") from None
+        raise CheckpointError(f"{path}: not a checkpoint file ({reason})") from None
 
 
 # Globals a pickled dict of numpy arrays may reference, under numpy 1.x and 2.x names.
@@ -246,9 +274,7 @@ class _ArrayUnpickler(pickle.Unpickler):
         try:
             return _NUMPY_GLOBALS[(module, name)]
         except KeyError:
-            raise CheckpointError(
-                f"refused to unpickle forbidden global {module}.{name}"
-            ) from None
+            raise CheckpointError(f"refused to unpickle forbidden global {module}.{name}") from None
 
 
 def safe_unpickle(data: bytes) -> Any:
@@ -257,6 +283,6 @@ def safe_unpickle(data: bytes) -> Any:
         return _ArrayUnpickler(io.BytesIO(data), encoding="latin1").load()
     except CheckpointError:
         raise
-    except Exception as err:  # noqa: BLE001
+    except Exception as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise CheckpointError(f"not a readable pickle ({reason})") from None
+        raise CheckpointError(f"not a checkpoint file ({reason})") from None

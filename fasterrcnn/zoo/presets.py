@@ -66,7 +66,9 @@ TORCHVISION_R50_FPN = Preset(
         classes=COCO_90,
         body=BodyConfig(depth=50, norm="frozen_bn", norm_eps=1e-5, freeze_at=2),
         fpn=FPNConfig(conv_bias=True, upsample="nearest"),
-        anchors=AnchorConfig(shape_rule="rounded", center_offset=0.0, stride_rule="padded_size_div"),
+        anchors=AnchorConfig(
+            shape_rule="rounded", center_offset=0.0, stride_rule="padded_size_div"
+        ),
         rpn=RPNConfig(
             objectness="sigmoid",
             box_coder=BoxCoderConfig(weights=(1.0, 1.0, 1.0, 1.0), clamp=True),

@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seeded import DATA, load_shapes, torch_seeded  # noqa: E402
+from seeded import DATA, load_shapes, torch_seeded
 
 
 def main() -> None:
