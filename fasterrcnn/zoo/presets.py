@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from fasterrcnn.config import (
     AnchorConfig,
@@ -16,7 +16,7 @@ from fasterrcnn.config import (
     RoIPoolerConfig,
     RPNConfig,
 )
-from fasterrcnn.data.coco_classes import COCO_90
+from fasterrcnn.data.coco_classes import COCO_80, COCO_90
 from fasterrcnn.zoo.checkpoints import Family
 
 
@@ -85,4 +85,140 @@ TORCHVISION_R50_FPN = Preset(
     ),
 )
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (TORCHVISION_R50_FPN,)}
+
+# MegEngine/Models, official/vision/detection. Both eras read BGR 0..255 images resized by
+# cv2 (INTER_LINEAR, Python round), pad them to 32 with raw 0 before normalizing, and use
+# MegEngine's RoIAlign (aligned, 2 samples, 0 outside the map), an 81-way softmax, deltas
+# scaled by (0.1, 0.1, 0.2, 0.2) without a dw/dh clamp, and per-class NMS in original pixels.
+_MGE_URL = "https://data.megengine.org.cn/models/weights/"
+
+MEGENGINE_1X = ModelConfig(
+    input=InputConfig(
+        channel_order="BGR",
+        pixel_divisor=1.0,
+        mean=(103.530, 116.280, 123.675),
+        std=(57.375, 57.120, 58.395),
+        size_rounding="round",
+        resize_backend="cv2_linear",
+        pad_stage="before_normalize",
+    ),
+    classes=COCO_80,
+    body=BodyConfig(depth=50, norm="frozen_bn", norm_eps=1e-5, freeze_at=2),
+    fpn=FPNConfig(conv_bias=True, upsample="bilinear"),
+    anchors=AnchorConfig(shape_rule="exact", center_offset=0.5, stride_rule="nominal"),
+    rpn=RPNConfig(
+        objectness="sigmoid",
+        box_coder=BoxCoderConfig(weights=(1.0, 1.0, 1.0, 1.0), clamp=False),
+        post_nms_top_n_train=1000,
+        min_size=0.0,
+    ),
+    pooler=RoIPoolerConfig(sampling_ratio=2, aligned=True, border="zero", level_epsilon=0.0),
+    box_head=BoxHeadConfig(
+        num_classes=80,
+        background="first",
+        deltas_include_background=False,
+        box_coder=BoxCoderConfig(weights=(10.0, 10.0, 5.0, 5.0), clamp=False),
+    ),
+    postprocess=PostprocessConfig(min_size=None, clip_frame="original"),
+)
+
+# The 0.x era (the 38.8 weights): Detectron-1 anchors, a 2-class softmax RPN with "+1" NMS,
+# FPN convs without bias, and background deltas in the box predictor.
+MEGENGINE_0X = replace(
+    MEGENGINE_1X,
+    fpn=FPNConfig(conv_bias=False, upsample="bilinear"),
+    anchors=AnchorConfig(
+        shape_rule="legacy_plus_one", center_offset=-0.5, legacy_base_size=16, stride_rule="nominal"
+    ),
+    rpn=replace(MEGENGINE_1X.rpn, objectness="softmax2", nms_plus_one=True),
+    box_head=replace(MEGENGINE_1X.box_head, deltas_include_background=True),
+)
+
+# SyncBN variant: trainable batch norm in the body (not frozen) and after every FPN conv.
+MEGENGINE_0X_SYNCBN = replace(
+    MEGENGINE_0X,
+    body=replace(MEGENGINE_0X.body, norm="bn", freeze_at=0),
+    fpn=FPNConfig(conv_bias=False, norm="bn", upsample="bilinear"),
+)
+
+
+def _body(config: ModelConfig, depth: int, groups: int = 1, width: int = 64) -> ModelConfig:
+    return replace(
+        config, body=replace(config.body, depth=depth, groups=groups, width_per_group=width)
+    )
+
+
+def _megengine(
+    name: str, config: ModelConfig, era: str, file_name: str, coco_map: float, description: str
+) -> Preset:
+    return Preset(
+        name=name,
+        config=config,
+        family="megengine",
+        source=f"MegEngine/Models official/vision/detection ({era})",
+        era=era,
+        weights=WeightsInfo(file_name=file_name, url=_MGE_URL + file_name, coco_map=coco_map),
+        description=description,
+    )
+
+
+_V0 = "MegEngine 0.x (99904cb)"
+_V1 = "MegEngine 1.x (v1.2.0)"
+_V16 = "MegEngine 1.6 (HEAD 78882f9)"
+
+MEGENGINE_PRESETS = (
+    _megengine(
+        "faster_rcnn_res50_coco_1x_800size", MEGENGINE_0X, _V0,
+        "faster_rcnn_res50_coco_1x_800size_38dot8_5e195d80.pkl", 38.8,
+        "the seed: MegEngine's model-hub R50-FPN, 1x schedule",
+    ),
+    _megengine(
+        "faster_rcnn_res50_coco_1x_800size_syncbn", MEGENGINE_0X_SYNCBN, _V0,
+        "faster_rcnn_res50_coco_1x_800size_syncbn_39dot3_09b99bce.pkl", 39.3,
+        "R50-FPN trained with SyncBN in the body and the FPN",
+    ),
+    _megengine(
+        "faster_rcnn_res101_coco_2x_800size", _body(MEGENGINE_0X, 101), _V0,
+        "faster_rcnn_res101_coco_2x_800size_43dot0_ee249359.pkl", 43.0, "R101-FPN, 2x",
+    ),
+    _megengine(
+        "faster_rcnn_resx101_coco_2x_800size", _body(MEGENGINE_0X, 101, 32, 8), _V0,
+        "faster_rcnn_resx101_coco_2x_800size_44dot7_d03b05b2.pkl", 44.7, "X101-32x8d-FPN, 2x",
+    ),
+    _megengine(
+        "faster_rcnn_res50_coco_1x_800size_mge1", MEGENGINE_1X, _V1,
+        "faster_rcnn_res50_coco_1x_800size_38dot0_f5e2000d.pkl", 38.0, "R50-FPN, 1x",
+    ),
+    _megengine(
+        "faster_rcnn_res101_coco_2x_800size_mge1", _body(MEGENGINE_1X, 101), _V1,
+        "faster_rcnn_res101_coco_2x_800size_42dot5_b7872f2d.pkl", 42.5, "R101-FPN, 2x",
+    ),
+    _megengine(
+        "faster_rcnn_resx101_coco_2x_800size_mge1", _body(MEGENGINE_1X, 101, 32, 8), _V1,
+        "faster_rcnn_resx101_coco_2x_800size_43dot6_79fb71a7.pkl", 43.6, "X101-32x8d-FPN, 2x",
+    ),
+    _megengine(
+        "faster_rcnn_res18_coco_3x_800size", _body(MEGENGINE_1X, 18), _V16,
+        "faster_rcnn_res18_coco_3x_800size_35dot7_a33835ca.pkl", 35.7, "R18-FPN, 3x",
+    ),
+    _megengine(
+        "faster_rcnn_res34_coco_3x_800size", _body(MEGENGINE_1X, 34), _V16,
+        "faster_rcnn_res34_coco_3x_800size_39dot6_11fca4d4.pkl", 39.6, "R34-FPN, 3x",
+    ),
+    _megengine(
+        "faster_rcnn_res50_coco_3x_800size", MEGENGINE_1X, _V16,
+        "faster_rcnn_res50_coco_3x_800size_40dot1_8682ff1a.pkl", 40.1, "R50-FPN, 3x",
+    ),
+    _megengine(
+        "faster_rcnn_res101_coco_3x_800size", _body(MEGENGINE_1X, 101), _V16,
+        "faster_rcnn_res101_coco_3x_800size_42dot6_2538b0ff.pkl", 42.6, "R101-FPN, 3x",
+    ),
+    _megengine(
+        "faster_rcnn_resx101_coco_2x_800size_mge16", _body(MEGENGINE_1X, 101, 32, 8), _V16,
+        "faster_rcnn_resx101_coco_2x_800size_44dot1_e5e0060b.pkl", 44.1, "X101-32x8d-FPN, 2x",
+    ),
+)  # fmt: skip
+
+DEFAULT_MODEL = "faster_rcnn_res50_coco_1x_800size"
+
+PRESETS: dict[str, Preset] = {p.name: p for p in (*MEGENGINE_PRESETS, TORCHVISION_R50_FPN)}
