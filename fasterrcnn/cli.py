@@ -28,8 +28,7 @@ from fasterrcnn.zoo import (
     get_preset,
     list_models,
 )
-
-DEFAULT_MODEL = "torchvision_fasterrcnn_resnet50_fpn"
+from fasterrcnn.zoo.presets import DEFAULT_MODEL
 
 
 class CLIError(Exception):
@@ -74,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fasterrcnn: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into a command that stopped reading
+        sys.stderr.close()
+        return 0
 
 
 def run_models() -> int:
@@ -81,7 +83,8 @@ def run_models() -> int:
         preset = get_preset(name)
         weights = preset.weights
         published = f"{weights.file_name} (COCO mAP {weights.coco_map})" if weights else "-"
-        print(f"{name:48s} {preset.era:28s} {published}")
+        default = " (default)" if name == DEFAULT_MODEL else ""
+        print(f"{name}{default}\n    {preset.description}; {preset.era}; {published}")
     return 0
 
 

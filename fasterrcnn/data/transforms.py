@@ -57,7 +57,7 @@ def resized_size(height: int, width: int, cfg: InputConfig) -> tuple[int, int]:
     return int(new_h + 0.5), int(new_w + 0.5)
 
 
-def _normalize(pixels: Tensor, cfg: InputConfig) -> Tensor:
+def normalize(pixels: Tensor, cfg: InputConfig) -> Tensor:
     """(3, H, W) float32 pixels in model channel order -> ``(x / divisor - mean) / std``."""
     mean = torch.tensor(cfg.mean, dtype=torch.float32)[:, None, None]
     std = torch.tensor(cfg.std, dtype=torch.float32)[:, None, None]
@@ -70,7 +70,7 @@ def pad_value(cfg: InputConfig) -> Tensor:
     """Per-channel value (Tensor[3]) of the padding in the normalized input."""
     if cfg.pad_stage == "after_normalize":
         return torch.zeros(3)
-    return _normalize(torch.zeros(3, 1, 1), cfg).flatten()
+    return normalize(torch.zeros(3, 1, 1), cfg).flatten()
 
 
 def preprocess_image(image: np.ndarray, cfg: InputConfig) -> Tensor:
@@ -81,7 +81,7 @@ def preprocess_image(image: np.ndarray, cfg: InputConfig) -> Tensor:
     new_h, new_w = resized_size(height, width, cfg)
     if cfg.resize_backend == "torch_bilinear":
         pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-        x = _normalize(pixels, cfg)
+        x = normalize(pixels, cfg)
         if (new_h, new_w) != (height, width):
             x = F.interpolate(x[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
         return x
@@ -96,7 +96,7 @@ def preprocess_image(image: np.ndarray, cfg: InputConfig) -> Tensor:
             Image.fromarray(np.ascontiguousarray(image)).resize((new_w, new_h), Image.BILINEAR)
         )
     pixels = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float()
-    return _normalize(pixels, cfg)
+    return normalize(pixels, cfg)
 
 
 def batch_images(images: list[Tensor], cfg: InputConfig) -> Tensor:

@@ -83,9 +83,27 @@ KEY_MAPS: dict[Family, list[Rule]] = {
     ],
 }
 
-# Families whose tensors may be stored in another shape with the same elements in C order:
-# MegEngine's (1, C, 1, 1) conv biases and norm statistics, and its 5-D grouped kernels.
-RESHAPE_OK: frozenset[Family] = frozenset({"megengine"})
+
+def megengine_layout(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor | None:
+    """MegEngine's storage layouts, viewed in PyTorch's ``shape``, or None if not one of them:
+    ``(1, C, 1, 1)`` conv biases and norm tensors for ``(C,)``, and 5-D grouped kernels
+    ``(groups, out / groups, in / groups, kh, kw)`` for ``(out, in / groups, kh, kw)``."""
+    if tensor.dim() == 4 and len(shape) == 1 and tuple(tensor.shape) == (1, shape[0], 1, 1):
+        return tensor.reshape(shape)
+    if (
+        tensor.dim() == 5
+        and len(shape) == 4
+        and tensor.shape[0] * tensor.shape[1] == shape[0]
+        and tensor.shape[2:] == shape[1:]
+    ):
+        return tensor.reshape(shape)
+    return None
+
+
+# Families that store some tensors in another layout than PyTorch's.
+LAYOUTS: dict[Family, Callable[[torch.Tensor, torch.Size], torch.Tensor | None]] = {
+    "megengine": megengine_layout,
+}
 
 # Keys that tell the families apart.
 _SIGNATURES: list[tuple[Family, str]] = [
@@ -138,6 +156,7 @@ def convert_state_dict(
     converted: dict[str, torch.Tensor] = {}
     unexpected: list[str] = []
     mismatched: list[str] = []
+    misfit: set[str] = set()
     for key, value in state_dict.items():
         try:
             name = _translate(key, rules)
@@ -152,13 +171,19 @@ def convert_state_dict(
         tensor = _as_tensor(value, key)
         want = target[name]
         if tensor.shape != want.shape:
-            if family in RESHAPE_OK and tensor.numel() == want.numel():
-                tensor = tensor.reshape(want.shape)
-            else:
+            layout = LAYOUTS.get(family)
+            viewed = layout(tensor, want.shape) if layout else None
+            if viewed is None:
                 mismatched.append(f"{key} {tuple(tensor.shape)} vs {tuple(want.shape)}")
+                misfit.add(name)
                 continue
+            tensor = viewed
         converted[name] = tensor.to(want.dtype)
-    missing = [k for k in target if k not in converted and not k.endswith("num_batches_tracked")]
+    missing = [
+        k
+        for k in target
+        if k not in converted and k not in misfit and not k.endswith("num_batches_tracked")
+    ]
     problems = []
     if missing:
         problems.append(f"missing {len(missing)} keys: {_describe(missing)}")
@@ -215,8 +240,43 @@ def _load_checked(model: nn.Module, state_dict: Mapping[str, Any], expected: Fam
     try:
         converted = convert_state_dict(state_dict, model, family)
     except CheckpointError as err:
-        raise CheckpointError(f"{FAMILY_NAMES[family]} checkpoint does not fit: {err}") from None
+        found = describe_architecture(_translated_shapes(state_dict, family))
+        wanted = describe_architecture({k: tuple(v.shape) for k, v in model.state_dict().items()})
+        raise CheckpointError(
+            f"{FAMILY_NAMES[family]} checkpoint of another architecture ({found}) than the "
+            f"model ({wanted}): {err}"
+        ) from None
+    # Strictness was checked above; only batch-norm counters may be absent.
     model.load_state_dict(converted, strict=False)
+
+
+def _translated_shapes(state_dict: Mapping[str, Any], family: Family) -> dict[str, tuple]:
+    shapes = {}
+    for key, value in state_dict.items():
+        try:
+            name = _translate(key, KEY_MAPS[family])
+        except KeyError:
+            continue
+        if name is not None:
+            shapes[name] = tuple(getattr(value, "shape", ()))
+    return shapes
+
+
+def describe_architecture(shapes: Mapping[str, tuple]) -> str:
+    """A short description (body, FPN, RPN, predictor) of a state dict in our names."""
+    blocks = {k.split(".")[3] for k in shapes if k.startswith("backbone.body.layer3.")}
+    bottleneck = any(k.endswith("conv3.weight") for k in shapes)
+    depth = {2: 18, 6: 50 if bottleneck else 34, 23: 101, 36: 152}.get(len(blocks), "?")
+    conv2 = shapes.get("backbone.body.layer1.0.conv2.weight", ())
+    grouped = len(conv2) >= 2 and conv2[1] != conv2[0]
+    body = f"ResNeXt-{depth}" if grouped else f"ResNet-{depth}"
+    fpn_bias = "with" if "backbone.fpn.output_convs.0.conv.bias" in shapes else "without"
+    fpn_norm = ", norms" if "backbone.fpn.output_convs.0.norm.weight" in shapes else ""
+    objectness = shapes.get("rpn.head.objectness.weight", (0,))[0]
+    rpn = "2-class softmax RPN" if objectness == 6 else "sigmoid RPN"
+    logits = shapes.get("roi_heads.predictor.cls_score.weight", (0,))[0]
+    deltas = shapes.get("roi_heads.predictor.bbox_pred.weight", (0,))[0]
+    return f"{body}, FPN {fpn_bias} conv bias{fpn_norm}, {rpn}, {logits} classes / {deltas} deltas"
 
 
 def unwrap(obj: Any) -> Mapping[str, Any]:
@@ -265,6 +325,8 @@ for _prefix in ("numpy.core", "numpy._core"):
     _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "_reconstruct")] = np._core.multiarray._reconstruct
     _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "scalar")] = np._core.multiarray.scalar
     _NUMPY_GLOBALS[(f"{_prefix}.numeric", "_frombuffer")] = np._core.numeric._frombuffer
+# Protocol-2 pickles written by Python 3 encode byte strings through this pure function.
+_NUMPY_GLOBALS[("_codecs", "encode")] = __import__("codecs").encode
 
 
 class _ArrayUnpickler(pickle.Unpickler):
