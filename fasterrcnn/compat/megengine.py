@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from fasterrcnn.config import InputConfig
+from fasterrcnn.config import InputConfig, PostprocessConfig
 from fasterrcnn.data.transforms import ImageBatch, batch_images, normalize, resized_size
 from fasterrcnn.modeling.detector import FasterRCNN
 from fasterrcnn.ops.nms import nms
@@ -86,8 +86,12 @@ def predict(model: FasterRCNN, data: np.ndarray, im_info: np.ndarray) -> np.ndar
     Per class in ascending order: scores above the threshold, NMS; the classes' rows are
     concatenated and, when more than the cap remain, sorted by score (stable) and cut.
     """
-    cfg = model.config.postprocess
     scores, boxes = pred_scores_and_boxes(model, data, im_info)
+    return detections_array(scores, boxes, model.config.postprocess)
+
+
+def detections_array(scores: np.ndarray, boxes: np.ndarray, cfg: PostprocessConfig) -> np.ndarray:
+    """``pred_score`` (R, C) and ``pred_boxes`` (R, C, 4) -> MegEngine's (K, 6) detections."""
     rows = []
     for cls in range(scores.shape[1]):
         keep = np.flatnonzero(scores[:, cls] > cfg.score_threshold)
