@@ -43,7 +43,7 @@ def _assert_loaded(model: fasterrcnn.FasterRCNN, weights: dict[str, np.ndarray])
     np.testing.assert_array_equal(
         state["backbone.body.conv1.weight"].numpy(), weights["backbone.bottom_up.conv1.weight"]
     )
-    running_var = [k for k in weights if k.endswith("layer1.0.bn1.running_var")][0]
+    running_var = next(k for k in weights if k.endswith("layer1.0.bn1.running_var"))
     np.testing.assert_array_equal(
         state["backbone.body.layer1.0.bn1.running_var"].numpy(), weights[running_var].reshape(-1)
     )
@@ -137,7 +137,7 @@ def test_other_era_is_described(res18_weights, v0_weights):
     message = str(err.value)
     assert "another architecture" in message
     assert "sigmoid RPN" in message and "2-class softmax RPN" in message
-    with pytest.raises(CheckpointError, match="ResNet-18.*than the model.*ResNet-50"):
+    with pytest.raises(CheckpointError, match=r"ResNet-18.*than the model.*ResNet-50"):
         fasterrcnn.create_model("faster_rcnn_res50_coco_3x_800size", weights=res18_weights)
 
 
@@ -173,7 +173,7 @@ def test_truncated_and_non_dict_payloads(tmp_path, res18_weights):
     data = megengine_pickle_bytes(res18_weights)
     truncated = tmp_path / "truncated.pkl"
     truncated.write_bytes(data[: len(data) // 3])
-    with pytest.raises(CheckpointError, match="truncated.pkl: not a checkpoint file"):
+    with pytest.raises(CheckpointError, match=r"truncated\.pkl: not a checkpoint file"):
         fasterrcnn.create_model(RES18, weights=truncated)
     listed = tmp_path / "list.pkl"
     listed.write_bytes(pickle.dumps([np.zeros(3, np.float32)]))
