@@ -57,6 +57,13 @@ def resized_size(height: int, width: int, cfg: InputConfig) -> tuple[int, int]:
     return int(new_h + 0.5), int(new_w + 0.5)
 
 
+def padded_size(height: int, width: int, cfg: InputConfig) -> tuple[int, int]:
+    """(h, w) of the padded network input for one ``height x width`` image."""
+    new_h, new_w = resized_size(height, width, cfg)
+    d = cfg.pad_divisor
+    return math.ceil(new_h / d) * d, math.ceil(new_w / d) * d
+
+
 def normalize(pixels: Tensor, cfg: InputConfig) -> Tensor:
     """(3, H, W) float32 pixels in model channel order -> ``(x / divisor - mean) / std``."""
     mean = torch.tensor(cfg.mean, dtype=torch.float32)[:, None, None]

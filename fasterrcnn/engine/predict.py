@@ -10,9 +10,12 @@ import numpy as np
 import torch
 
 from fasterrcnn.data.images import read_image, to_rgb
+from fasterrcnn.data.transforms import padded_size
 
 if TYPE_CHECKING:
     from fasterrcnn.modeling.detector import FasterRCNN
+    from fasterrcnn.modeling.postprocess import ImageDetections
+    from fasterrcnn.modeling.rpn import Proposals
 
 ImageSource = str | Path | np.ndarray
 
@@ -75,38 +78,57 @@ def predict(
     score_threshold: float | None = None,
     return_proposals: bool = False,
 ) -> Detections | list[Detections]:
-    """Run ``model`` on one image source or a list of them (one batch).
+    """Run ``model`` on one image source or a list of them.
 
     ``channels`` gives the channel order of array inputs; files are decoded as they are.
     ``score_threshold`` (optional) drops detections below it after the model's own
     post-processing. Returns one :class:`Detections` per source.
+
+    Images of a list are batched only with images of the same padded network-input size:
+    padding an image further would change the features near its border, so every image gets
+    exactly the result it gets alone.
     """
     single = not isinstance(source, list)
     sources = [source] if single else source
     loaded = [load_source(s, channels) for s in sources]
-    batch = model.preprocess([image for image, _ in loaded])
-    detections, raw = model.detect(batch)
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (image, _) in enumerate(loaded):
+        groups.setdefault(
+            padded_size(image.shape[0], image.shape[1], model.config.input), []
+        ).append(i)
+    results: list[Detections | None] = [None] * len(loaded)
+    for members in groups.values():
+        batch = model.preprocess([loaded[i][0] for i in members])
+        detections, raw = model.detect(batch)
+        for k, i in enumerate(members):
+            results[i] = _to_numpy(
+                model, detections[k], raw.rpn.proposals[k], batch.original_sizes[k],
+                loaded[i][1], score_threshold, return_proposals,
+            )  # fmt: skip
+    return results[0] if single else results  # type: ignore[return-value]
+
+
+def _to_numpy(
+    model: FasterRCNN,
+    dets: ImageDetections,
+    proposals: Proposals,
+    size: tuple[int, int],
+    name: str | None,
+    score_threshold: float | None,
+    return_proposals: bool,
+) -> Detections:
     classes = model.config.classes
-    results = []
-    for (_, name), dets, proposals, size in zip(
-        loaded, detections, raw.rpn.proposals, batch.original_sizes, strict=True
-    ):
-        keep = slice(None)
-        if score_threshold is not None:
-            keep = (dets.scores >= score_threshold).cpu().numpy()
-        labels = dets.labels.cpu().numpy()[keep]
-        results.append(
-            Detections(
-                boxes=dets.boxes.cpu().float().numpy()[keep],
-                scores=dets.scores.cpu().float().numpy()[keep],
-                category_ids=np.asarray(classes.category_ids, dtype=np.int64)[labels],
-                class_names=[classes.names[i] for i in labels],
-                image_size=size,
-                source=name,
-                proposals=proposals.boxes.cpu().float().numpy() if return_proposals else None,
-                proposal_scores=(
-                    proposals.scores.cpu().float().numpy() if return_proposals else None
-                ),
-            )
-        )
-    return results[0] if single else results
+    keep = np.ones(len(dets.scores), dtype=bool)
+    if score_threshold is not None:
+        keep = (dets.scores >= score_threshold).cpu().numpy()
+    labels = dets.labels.cpu().numpy()[keep]
+    return Detections(
+        boxes=dets.boxes.cpu().float().numpy()[keep],
+        scores=dets.scores.cpu().float().numpy()[keep],
+        category_ids=np.asarray(classes.category_ids, dtype=np.int64)[labels],
+        class_names=[classes.names[i] for i in labels],
+        image_size=size,
+        source=name,
+        proposals=proposals.boxes.cpu().float().numpy() if return_proposals else None,
+        proposal_scores=proposals.scores.cpu().float().numpy() if return_proposals else None,
+    )
