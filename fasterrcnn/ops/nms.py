@@ -1,9 +1,7 @@
 """Greedy non-maximum suppression, vectorized in pure PyTorch.
 
-The pure version computes the suppression matrix once and resolves the greedy scan with
-matrix iterations (a box is kept when no earlier *kept* box overlaps it by more than the
-threshold), which needs no per-box Python loop and runs on any device. The iteration
-reaches the fixed point of the greedy scan, so the result is exactly greedy NMS.
+The pure version computes the whole overlap matrix at once with tensor operations, then
+runs the greedy scan over its rows on the CPU, touching only the rows of kept boxes.
 ``torchvision.ops.nms`` is used instead when it imports and works, as an acceleration.
 """
 
@@ -11,6 +9,7 @@ from __future__ import annotations
 
 import functools
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -35,16 +34,16 @@ def nms_pure(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     order = torch.sort(scores, descending=True, stable=True).indices
     sorted_boxes = boxes[order]
-    # suppresses[i, j]: kept box i would remove box j (i ranks before j).
-    suppresses = torch.triu(box_iou(sorted_boxes, sorted_boxes) > iou_threshold, diagonal=1)
-    keep = torch.ones(order.numel(), dtype=torch.bool, device=boxes.device)
-    # Each step fixes at least one more box of the greedy scan; usually a handful suffice.
-    for _ in range(order.numel()):
-        new_keep = ~(suppresses & keep[:, None]).any(dim=0)
-        if torch.equal(new_keep, keep):
-            break
-        keep = new_keep
-    return order[keep]
+    # overlaps[i, j]: box i, if kept, removes box j (vectorized, on the boxes' device).
+    overlaps = (box_iou(sorted_boxes, sorted_boxes) > iou_threshold).cpu().numpy()
+    # The greedy scan itself touches each row of a kept box once: O(N * kept) bit operations.
+    removed = np.zeros(len(overlaps), dtype=bool)
+    kept = []
+    for i in range(len(overlaps)):
+        if not removed[i]:
+            kept.append(i)
+            removed |= overlaps[i]
+    return order[torch.as_tensor(kept, dtype=torch.int64, device=order.device)]
 
 
 def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -75,6 +74,6 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     for group in torch.unique(groups):
         index = torch.nonzero(groups == group).squeeze(1)
         kept.append(index[nms(boxes[index], scores[index], iou_threshold)])
-    keep = torch.cat(kept)
+    keep = torch.sort(torch.cat(kept)).values  # input order, so that ties keep it
     order = torch.sort(scores[keep], descending=True, stable=True).indices
     return keep[order]

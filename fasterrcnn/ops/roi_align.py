@@ -54,7 +54,8 @@ def roi_align(
         rois: Tensor[K, 5] rows ``(batch_index, x1, y1, x2, y2)`` in image pixels.
         output_size: ``(ph, pw)`` bins, or one int for both.
         spatial_scale: feature-map pixels per image pixel (1 / stride).
-        sampling_ratio: points per bin along each axis; 0 = adaptive, ``ceil(roi_size / bins)``.
+        sampling_ratio: points per bin along each axis; 0 = adaptive, ``ceil(roi_size / bins)``
+            (an empty RoI then has no points and pools to 0).
         aligned: shift RoIs by -0.5 feature pixel (pixel centres at +0.5); when False the RoI
             size is at least 1 feature pixel.
         border: ``"clamp"`` or ``"zero"`` (see the module docstring).
@@ -103,12 +104,14 @@ def roi_align_pure(
         grid_hw = torch.full((num_rois, 2), sampling_ratio, dtype=torch.int64, device=rois.device)
     else:
         grid_hw = torch.stack((torch.ceil(roi_h / ph), torch.ceil(roi_w / pw)), dim=1)
-        grid_hw = grid_hw.clamp(min=1).to(torch.int64)
+        grid_hw = grid_hw.to(torch.int64)
 
     batch_index = rois[:, 0].to(torch.int64)
     # One sampling layout (image, points per bin) at a time; a fixed ratio gives one per image.
     layout = torch.stack((batch_index, grid_hw[:, 0], grid_hw[:, 1]), dim=1)
     for image, gh, gw in torch.unique(layout, dim=0).tolist():
+        if gh <= 0 or gw <= 0:
+            continue  # no sample points: the bins stay 0
         index = torch.nonzero((layout == layout.new_tensor([image, gh, gw])).all(dim=1)).squeeze(1)
         for chunk in index.split(_ROI_CHUNK):
             ys = _sample_coords(start_y[chunk], bin_h[chunk], ph, gh)  # (k, ph*gh)

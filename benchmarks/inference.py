@@ -1,0 +1,579 @@
+"""Inference benchmark: seconds per image, where the time goes, FLOPs and fraction of peak.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/inference.py                      # 10 COCO val images
+    .venv/bin/python benchmarks/inference.py --num-images 5 --json out.json
+
+For every image (decoded once, before any timing) it measures
+
+* ``predict``: ``model.predict(rgb_array)`` end to end (preprocess, network, post-processing);
+* the same work split into stages with the model's pieces under ``torch.inference_mode``:
+  preprocess, backbone+FPN, RPN, RoI heads, postprocess;
+* torchvision's ``fasterrcnn_resnet50_fpn`` with the same weights on the same image, when
+  torchvision imports (from the uint8 array: to float /255, then the model);
+
+the three runs interleaved, their order rotating from image to image. FLOPs (2 x multiply-adds
+of the convolutions and linear layers, counted by ``torch.utils.flop_counter.FlopCounterMode``)
+come from a copy of the model on the ``meta`` device fed each image's input shape and RoI
+count, so counting costs no compute. The fp32 matmul peak is timed in the same process with
+the same thread count, before and after the model runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_IMAGES = (REPO / ".." / "shared" / "data" / "coco-val-mini" / "val2017").resolve()
+FALLBACK_IMAGES = REPO / "tests" / "data" / "images"
+SEEDED_SHAPES = REPO / "tests" / "data" / "torchvision" / "torchvision_state_dict_shapes.json"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
+STAGES = ("preprocess", "backbone+FPN", "RPN", "RoI heads", "postprocess")
+
+sys.path.insert(0, str(REPO))  # run from a checkout without installing
+
+import fasterrcnn  # noqa: E402
+from fasterrcnn.zoo.checkpoints import detect_family, read_state_dict, unwrap  # noqa: E402
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument(
+        "--images",
+        type=Path,
+        default=None,
+        help=f"folder of images (default {DEFAULT_IMAGES}, else {FALLBACK_IMAGES})",
+    )
+    p.add_argument("--num-images", type=int, default=10, help="images to time (default 10)")
+    p.add_argument("--model", default="torchvision_fasterrcnn_resnet50_fpn", help="preset name")
+    p.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        help="checkpoint file (default: the name-seeded weights of tests/seeded.py)",
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=1,
+        help="untimed runs of each kind on the first image (default 1)",
+    )
+    p.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="timed runs of each kind per image; the median is kept (default 1)",
+    )
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument(
+        "--matmul-sizes",
+        default=None,
+        help="square fp32 matmul sizes for the peak, comma-separated "
+        "(default 1024,2048,3072 on cpu, 4096,8192 on cuda)",
+    )
+    p.add_argument("--no-torchvision", action="store_true", help="skip the torchvision run")
+    p.add_argument(
+        "--check-flops",
+        action="store_true",
+        help="also count FLOPs on a real forward of the first image and compare",
+    )
+    p.add_argument("--json", type=Path, default=None, help="save all figures to this file")
+    args = p.parse_args(argv)
+    if args.num_images < 1 or args.repeat < 1 or args.warmup < 0 or args.threads < 1:
+        p.error("--num-images, --repeat and --threads must be >= 1, --warmup >= 0")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        p.error("--device cuda: torch.cuda.is_available() is False")
+    return args
+
+
+# --------------------------------------------------------------------------------------
+# Setup: images, weights, models
+
+
+def find_images(folder: Path | None, count: int) -> tuple[Path, list[Path]]:
+    if folder is None:
+        folder = DEFAULT_IMAGES if DEFAULT_IMAGES.is_dir() else FALLBACK_IMAGES
+        if folder is FALLBACK_IMAGES:
+            print(f"note: {DEFAULT_IMAGES} not found; using {FALLBACK_IMAGES}")
+    if not folder.is_dir():
+        sys.exit(f"error: {folder} is not a folder")
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        sys.exit(f"error: no images in {folder}")
+    if len(paths) < count:
+        print(f"note: {folder} has only {len(paths)} images")
+    return folder, paths[:count]
+
+
+def seeded_state_dict() -> dict[str, torch.Tensor] | None:
+    """torchvision-format name-seeded weights (tests/seeded.py), or None without tests/."""
+    if not SEEDED_SHAPES.is_file():
+        return None
+    sys.path.insert(0, str(REPO / "tests"))
+    from seeded import load_shapes, torch_seeded
+
+    return torch_seeded(load_shapes(SEEDED_SHAPES))
+
+
+def load_weights(args: argparse.Namespace, family: str) -> tuple[Any, str]:
+    """(weights for create_model, description). Seeded weights give realistic proposal
+    counts (timing of the second stage depends on them); fresh init is the last resort."""
+    if args.weights is not None:
+        return args.weights, str(args.weights)
+    if family == "torchvision":
+        state = seeded_state_dict()
+        if state is not None:
+            return state, "name-seeded (tests/seeded.py torch_seeded)"
+    return None, "fresh init (no seeded weights for this preset)"
+
+
+def torchvision_state(weights: Any) -> dict[str, torch.Tensor] | None:
+    """The torchvision-format state dict for the torchvision model, if the weights are one."""
+    if weights is None:
+        return None
+    state = unwrap(read_state_dict(weights)) if isinstance(weights, Path) else weights
+    return dict(state) if detect_family(state) == "torchvision" else None
+
+
+def build_torchvision(state: dict[str, torch.Tensor] | None, device: str) -> tuple[Any, str]:
+    """(torchvision model or None, the reason it is None)."""
+    try:
+        import torchvision
+        from torchvision.models.detection import fasterrcnn_resnet50_fpn
+    except Exception as err:  # any import failure means "skip"
+        return None, f"torchvision not importable ({type(err).__name__}: {err}); skipped"
+    if state is None:
+        return None, "weights are not a torchvision checkpoint; torchvision run skipped"
+    model = fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None)
+    model.load_state_dict(state)
+    return model.eval().to(device), f"torchvision {torchvision.__version__}"
+
+
+def kernel_backend() -> str:
+    """Which nms / roi_align kernels fasterrcnn picked (torchvision's when they import)."""
+    try:
+        from fasterrcnn.ops.nms import _torchvision_nms
+        from fasterrcnn.ops.roi_align import _torchvision_roi_align
+    except ImportError:
+        return "unknown"
+    return "torchvision.ops" if _torchvision_nms() and _torchvision_roi_align() else "pure PyTorch"
+
+
+# --------------------------------------------------------------------------------------
+# Timing
+
+
+def make_clock(device: str) -> Callable[[], float]:
+    if device == "cuda":
+
+        def clock() -> float:
+            torch.cuda.synchronize()
+            return time.perf_counter()
+
+        return clock
+    return time.perf_counter
+
+
+def matmul_peak(sizes: list[int], device: str, repeats: int = 5) -> dict[int, float]:
+    """Best-of-``repeats`` fp32 GFLOP/s of ``torch.mm`` at each square size."""
+    clock = make_clock(device)
+    out = {}
+    for n in sizes:
+        gen = torch.Generator().manual_seed(n)
+        a = torch.randn(n, n, generator=gen).to(device)
+        b = torch.randn(n, n, generator=gen).to(device)
+        c = torch.empty(n, n, device=device)
+        torch.mm(a, b, out=c)  # warm up
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = clock()
+            torch.mm(a, b, out=c)
+            best = min(best, clock() - t0)
+        out[n] = 2 * n**3 / best / 1e9
+        del a, b, c
+    return out
+
+
+def run_predict(model: fasterrcnn.FasterRCNN, image: np.ndarray, clock) -> tuple[float, int]:
+    t0 = clock()
+    dets = model.predict(image)
+    return clock() - t0, len(dets)
+
+
+@torch.inference_mode()
+def run_stages(model: fasterrcnn.FasterRCNN, image: np.ndarray, clock) -> dict[str, Any]:
+    """``predict``'s work piece by piece (as in FasterRCNN.forward/detect): stage times,
+    the padded input shape and the number of RoIs."""
+    t = [clock()]
+    batch = model.preprocess([image])
+    t.append(clock())
+    features = model.backbone(batch.tensor)
+    t.append(clock())
+    rpn = model.rpn(features, batch.image_sizes, batch.padded_size)
+    t.append(clock())
+    rois = torch.cat(
+        [
+            torch.cat([p.boxes.new_full((len(p.boxes), 1), i), p.boxes], dim=1)
+            for i, p in enumerate(rpn.proposals)
+        ]
+    )
+    class_logits, box_deltas = model.roi_heads(features[:4], rois)
+    t.append(clock())
+    dets = model.postprocess(
+        class_logits,
+        box_deltas,
+        rpn.proposals[0].boxes,
+        batch.image_sizes[0],
+        batch.original_sizes[0],
+    )
+    for tensor in (dets.boxes, dets.scores, dets.labels):
+        tensor.cpu().numpy()  # as predict does
+    t.append(clock())
+    return {
+        "stages": {name: t[i + 1] - t[i] for i, name in enumerate(STAGES)},
+        "input_shape": list(batch.tensor.shape[-2:]),
+        "resized": list(batch.image_sizes[0]),
+        "rois": int(rois.shape[0]),
+        "detections": len(dets.scores),
+    }
+
+
+def run_torchvision(model: Any, image: np.ndarray, device: str, clock) -> tuple[float, int]:
+    t0 = clock()
+    with torch.inference_mode():
+        x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div_(255)
+        out = model([x])[0]
+        n = len(out["scores"].cpu())
+    return clock() - t0, n
+
+
+# --------------------------------------------------------------------------------------
+# FLOPs
+
+
+class FlopModel:
+    """FLOPs of the convolutions and linears of ``model`` per stage, from its input shape and
+    RoI count, on a ``meta`` copy (no compute). The data-dependent parts (proposal selection,
+    RoIAlign, NMS) have no convolutions or linears."""
+
+    def __init__(self, model: fasterrcnn.FasterRCNN) -> None:
+        with torch.device("meta"):
+            self.meta = type(model)(model.config)
+        self.channels = model.config.fpn.out_channels
+        self.pool = model.config.pooler.output_size
+        self._cache: dict[tuple[int, int], tuple[int, int]] = {}
+
+    @staticmethod
+    def _count(fn: Callable[[], Any]) -> tuple[int, Any]:
+        with FlopCounterMode(display=False) as counter:
+            out = fn()
+        return counter.get_total_flops(), out
+
+    def __call__(self, input_shape: Sequence[int], rois: int) -> dict[str, int]:
+        key = (int(input_shape[0]), int(input_shape[1]))
+        if key not in self._cache:
+            x = torch.empty((1, 3, *key), device="meta")
+            backbone, features = self._count(lambda: self.meta.backbone(x))
+            rpn, _ = self._count(lambda: self.meta.rpn.head(features))
+            self._cache[key] = (backbone, rpn)
+        backbone, rpn = self._cache[key]
+        pooled = torch.empty((rois, self.channels, self.pool, self.pool), device="meta")
+        heads, _ = self._count(
+            lambda: self.meta.roi_heads.predictor(self.meta.roi_heads.box_head(pooled))
+        )
+        return {"backbone+FPN": backbone, "RPN": rpn, "RoI heads": heads}
+
+
+def real_forward_flops(
+    model: fasterrcnn.FasterRCNN, image: np.ndarray
+) -> tuple[int, int, list[int]]:
+    """(FLOPs of a real forward, its RoI count, its input shape): checks :class:`FlopModel`."""
+    with torch.inference_mode():
+        batch = model.preprocess([image])
+        with FlopCounterMode(display=False) as counter:
+            raw = model(batch)
+    return counter.get_total_flops(), int(raw.rois.shape[0]), list(batch.tensor.shape[-2:])
+
+
+# --------------------------------------------------------------------------------------
+# Report
+
+
+def load_average() -> float:
+    """1-minute load average (nan where the OS has none)."""
+    try:
+        return os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return float("nan")
+
+
+def summarize(values: list[float]) -> dict[str, float]:
+    return {"mean": statistics.fmean(values), "median": statistics.median(values)}
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = args.device
+    clock = make_clock(device)
+
+    folder, paths = find_images(args.images, args.num_images)
+    images = [fasterrcnn.read_image(p) for p in paths]  # decoding is not timed
+
+    preset = fasterrcnn.get_preset(args.model)
+    weights, weights_desc = load_weights(args, preset.family)
+    model = fasterrcnn.create_model(args.model, weights=weights, device=device)
+    tv_model, tv_desc = (None, "skipped (--no-torchvision)")
+    if not args.no_torchvision:
+        tv_model, tv_desc = build_torchvision(torchvision_state(weights), device)
+
+    kernels = kernel_backend()
+    cfg = model.config.input
+    default_sizes = "4096,8192" if device == "cuda" else "1024,2048,3072"
+    sizes = [int(s) for s in (args.matmul_sizes or default_sizes).split(",")]
+
+    print(
+        f"torch {torch.__version__}, {platform.machine()}, device {device}, "
+        f"threads {torch.get_num_threads()}"
+    )
+    if device == "cuda":
+        print(
+            f"  {torch.cuda.get_device_name()}; TF32 matmul "
+            f"{torch.backends.cuda.matmul.allow_tf32}, cudnn {torch.backends.cudnn.allow_tf32}"
+            " (the matmul peak is fp32; TF32 convolutions can exceed it)"
+        )
+    print(
+        f"model {args.model} at {cfg.short_side}/{cfg.max_side}, weights: {weights_desc}; "
+        f"our nms/roi_align kernels: {kernels}"
+    )
+    print(f"torchvision: {tv_desc}")
+    print(f"images: {len(images)} from {folder}; warmup {args.warmup}, repeat {args.repeat}")
+    load_before = load_average()
+    print(f"load average {load_before:.2f} on {os.cpu_count()} CPUs")
+
+    peak_before = matmul_peak(sizes, device)
+
+    # Warm up every path on the first image.
+    for _ in range(args.warmup):
+        run_predict(model, images[0], clock)
+        run_stages(model, images[0], clock)
+        if tv_model is not None:
+            run_torchvision(tv_model, images[0], device, clock)
+
+    flop_model = FlopModel(model)
+    records = []
+    for i, (path, image) in enumerate(zip(paths, images, strict=True)):
+        samples: dict[str, list[Any]] = {"predict": [], "stages": [], "torchvision": []}
+        runs: list[tuple[str, Callable[[], Any]]] = [
+            ("predict", partial(run_predict, model, image, clock)),
+            ("stages", partial(run_stages, model, image, clock)),
+        ]
+        if tv_model is not None:
+            runs.append(("torchvision", partial(run_torchvision, tv_model, image, device, clock)))
+        for r in range(args.repeat):
+            shift = (i + r) % len(runs)  # rotate the order so no path always goes first
+            for name, fn in runs[shift:] + runs[:shift]:
+                samples[name].append(fn())
+        staged = samples["stages"][-1]
+        stage_times = {
+            s: statistics.median(x["stages"][s] for x in samples["stages"]) for s in STAGES
+        }
+        flops = flop_model(staged["input_shape"], staged["rois"])
+        rec = {
+            "image": path.name,
+            "original": list(image.shape[:2]),
+            "resized": staged["resized"],
+            "input_shape": staged["input_shape"],
+            "rois": staged["rois"],
+            "flops": {**flops, "total": sum(flops.values())},
+            "predict_s": statistics.median(t for t, _ in samples["predict"]),
+            "stages_s": stage_times,
+            "stages_total_s": sum(stage_times.values()),
+            "detections": samples["predict"][-1][1],
+        }
+        if tv_model is not None:
+            rec["torchvision_s"] = statistics.median(t for t, _ in samples["torchvision"])
+            rec["torchvision_detections"] = samples["torchvision"][-1][1]
+        records.append(rec)
+        tv_part = f", torchvision {rec['torchvision_s']:.3f} s" if tv_model is not None else ""
+        print(
+            f"[{i + 1}/{len(images)}] {path.name}: predict {rec['predict_s']:.3f} s, "
+            f"stages {rec['stages_total_s']:.3f} s{tv_part}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    peak_after = matmul_peak(sizes, device)
+    load_after = load_average()
+    peak = max(*peak_before.values(), *peak_after.values())
+
+    flop_check = None
+    if args.check_flops:
+        real, rois, shape = real_forward_flops(model, images[0])
+        counted = flop_model(shape, rois)
+        flop_check = {"real_forward": real, "meta_count": sum(counted.values())}
+
+    # ---- figures
+    n = len(records)
+    pred = [r["predict_s"] for r in records]
+    total_flops = sum(r["flops"]["total"] for r in records)
+    achieved = total_flops / sum(pred) / 1e9
+    stage_rows = []
+    for s in STAGES:
+        times = [r["stages_s"][s] for r in records]
+        fl = sum(r["flops"].get(s, 0) for r in records)
+        stage_rows.append((s, times, fl))
+    summary: dict[str, Any] = {
+        "s_per_image": summarize(pred),
+        "stages_total_s_per_image": summarize([r["stages_total_s"] for r in records]),
+        "gflops_per_image": total_flops / n / 1e9,
+        "gflops_per_s": achieved,
+        "matmul_peak_gflops_per_s": peak,
+        "fraction_of_peak": achieved / peak,
+    }
+    if tv_model is not None:
+        tv = [r["torchvision_s"] for r in records]
+        summary["torchvision_s_per_image"] = summarize(tv)
+        summary["ours_over_torchvision"] = sum(pred) / sum(tv)
+        # Paired per image (the runs alternate), so less sensitive to a noisy stretch.
+        summary["ours_over_torchvision_median"] = statistics.median(
+            p / t for p, t in zip(pred, tv, strict=True)
+        )
+        summary["torchvision_gflops_per_s"] = total_flops / sum(tv) / 1e9
+
+    # ---- per-image table
+    print()
+    head = (
+        f"{'image':<17}{'orig HxW':>10}{'input HxW':>11}{'RoIs':>6}{'GFLOPs':>8}"
+        f"{'predict s':>11}{'stages s':>10}"
+    )
+    if tv_model is not None:
+        head += f"{'tv s':>8}{'dets ours/tv':>14}"
+    else:
+        head += f"{'dets':>6}"
+    print(head)
+    for r in records:
+        line = (
+            f"{r['image']:<17}{'x'.join(map(str, r['original'])):>10}"
+            f"{'x'.join(map(str, r['input_shape'])):>11}{r['rois']:>6}"
+            f"{r['flops']['total'] / 1e9:>8.1f}{r['predict_s']:>11.3f}"
+            f"{r['stages_total_s']:>10.3f}"
+        )
+        if tv_model is not None:
+            line += (
+                f"{r['torchvision_s']:>8.3f}"
+                f"{str(r['detections']) + '/' + str(r['torchvision_detections']):>14}"
+            )
+        else:
+            line += f"{r['detections']:>6}"
+        print(line)
+
+    # ---- stage table
+    print()
+    stages_total = summary["stages_total_s_per_image"]["mean"]
+    print(f"{'per image':<22}{'mean s':>9}{'median s':>10}{'share':>8}{'GFLOPs':>9}{'GFLOP/s':>9}")
+    for s, times, fl in stage_rows:
+        mean = statistics.fmean(times)
+        gf = fl / n / 1e9
+        rate = f"{fl / sum(times) / 1e9:>9.1f}" if fl else f"{'-':>9}"
+        print(
+            f"{s:<22}{mean:>9.3f}{statistics.median(times):>10.3f}"
+            f"{mean / stages_total:>8.1%}{gf:>9.1f}{rate}"
+        )
+    rows = [
+        ("sum of stages", summary["stages_total_s_per_image"]),
+        ("predict() end to end", summary["s_per_image"]),
+    ]
+    if tv_model is not None:
+        rows.append(("torchvision end to end", summary["torchvision_s_per_image"]))
+    for label, st in rows:
+        rate = total_flops / n / st["mean"] / 1e9
+        print(
+            f"{label:<22}{st['mean']:>9.3f}{st['median']:>10.3f}{'':>8}"
+            f"{total_flops / n / 1e9:>9.1f}{rate:>9.1f}"
+        )
+
+    print()
+    fmt = ", ".join(f"{k}: {v:.1f}" for k, v in peak_before.items())
+    fmt_after = ", ".join(f"{k}: {v:.1f}" for k, v in peak_after.items())
+    print(f"fp32 matmul GFLOP/s before [{fmt}] after [{fmt_after}] -> peak {peak:.1f}")
+    if flop_check is not None:
+        print(
+            f"FLOP check on {records[0]['image']}: real forward "
+            f"{flop_check['real_forward'] / 1e9:.3f} GFLOPs, meta count "
+            f"{flop_check['meta_count'] / 1e9:.3f}"
+        )
+
+    busy = max(load_before, load_after) - args.threads
+    if device == "cpu" and busy > 0.5:
+        print(
+            f"warning: load average {load_before:.2f} before / {load_after:.2f} after; other "
+            f"processes share the CPUs, so the timings (and the matmul peak) are pessimistic"
+        )
+    line = (
+        f"SUMMARY ours {summary['s_per_image']['mean']:.3f} s/image "
+        f"(median {summary['s_per_image']['median']:.3f}) | "
+        f"{summary['gflops_per_image']:.1f} GFLOPs/image | {achieved:.1f} GFLOP/s | "
+        f"matmul peak {peak:.1f} GFLOP/s | {summary['fraction_of_peak']:.1%} of peak"
+    )
+    if tv_model is not None:
+        line += (
+            f" | torchvision {summary['torchvision_s_per_image']['mean']:.3f} s/image | "
+            f"ours/torchvision {summary['ours_over_torchvision']:.3f} "
+            f"(per-image median {summary['ours_over_torchvision_median']:.3f})"
+        )
+    else:
+        line += " | torchvision n/a"
+    print(line)
+
+    result = {
+        "config": {
+            "model": args.model,
+            "weights": weights_desc,
+            "short_side": cfg.short_side,
+            "max_side": cfg.max_side,
+            "images": str(folder),
+            "num_images": n,
+            "threads": torch.get_num_threads(),
+            "warmup": args.warmup,
+            "repeat": args.repeat,
+            "device": device,
+            "kernels": kernels,
+            "torch": torch.__version__,
+            "torchvision": tv_desc,
+            "load_average": {"before": load_before, "after": load_after},
+        },
+        "matmul_gflops_per_s": {"before": peak_before, "after": peak_after, "peak": peak},
+        "stages": {
+            s: {**summarize(times), "gflops_per_image": fl / n / 1e9} for s, times, fl in stage_rows
+        },
+        "images": records,
+        "summary": summary,
+    }
+    if flop_check is not None:
+        result["flop_check"] = flop_check
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
