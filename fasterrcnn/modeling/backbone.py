@@ -37,6 +37,15 @@ class FrozenBatchNorm2d(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+def conv_norm(conv: nn.Conv2d, norm: nn.Module, x: Tensor) -> Tensor:
+    """``norm(conv(x))``; a frozen norm is folded into the conv (one pass over the output)."""
+    if not isinstance(norm, FrozenBatchNorm2d):
+        return norm(conv(x))
+    scale, shift = norm.scale_and_shift()
+    weight = conv.weight * scale[:, None, None, None]
+    return F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+
 def make_norm(kind: str, channels: int, eps: float) -> nn.Module:
     if kind == "frozen_bn":
         return FrozenBatchNorm2d(channels, eps)
@@ -57,9 +66,9 @@ class BasicBlock(nn.Module):
         self.downsample = _shortcut(in_ch, planes, stride, cfg)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
-        identity = x if self.downsample is None else self.downsample(x)
+        out = F.relu(conv_norm(self.conv1, self.bn1, x))
+        out = conv_norm(self.conv2, self.bn2, out)
+        identity = x if self.downsample is None else conv_norm(*self.downsample, x)
         return F.relu(out + identity)
 
 
@@ -80,10 +89,10 @@ class Bottleneck(nn.Module):
         self.downsample = _shortcut(in_ch, out_ch, stride, cfg)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
-        out = F.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        identity = x if self.downsample is None else self.downsample(x)
+        out = F.relu(conv_norm(self.conv1, self.bn1, x))
+        out = F.relu(conv_norm(self.conv2, self.bn2, out))
+        out = conv_norm(self.conv3, self.bn3, out)
+        identity = x if self.downsample is None else conv_norm(*self.downsample, x)
         return F.relu(out + identity)
 
 
@@ -133,7 +142,7 @@ class ResNet(nn.Module):
                 p.requires_grad_(False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x = F.relu(self.bn1(self.conv1(x)))
+        x = F.relu(conv_norm(self.conv1, self.bn1, x))
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         outputs = []
         for stage in self.stages:

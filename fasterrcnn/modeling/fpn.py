@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -68,4 +69,5 @@ class Backbone(nn.Module):
         self.fpn = FPN(body.out_channels, fpn)
 
     def forward(self, images: Tensor) -> list[Tensor]:
-        return self.fpn(self.body(images))
+        # Channels-last runs the convolutions faster and lets RoIAlign read pixels in place.
+        return self.fpn(self.body(images.contiguous(memory_format=torch.channels_last)))

@@ -1,4 +1,4 @@
-"""RoIAlign in pure PyTorch (bilinear sampling through ``grid_sample``), with a backward pass.
+"""RoIAlign in pure PyTorch (weighted sums through ``embedding_bag``), with a backward pass.
 
 For every RoI the ``output_size`` bins are each sampled on a regular ``gh x gw`` grid of
 points, each point is bilinearly interpolated from the feature map, and the points of a bin
@@ -22,9 +22,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Border = Literal["clamp", "zero"]
-
-# RoIs sampled per grid_sample call: bounds the temporary (C, chunk * gh * ph, gw * pw) map.
-_ROI_CHUNK = 256
 
 
 @functools.lru_cache(maxsize=1)
@@ -80,13 +77,21 @@ def roi_align_pure(
     aligned: bool,
     border: Border = "clamp",
 ) -> Tensor:
-    """Pure-PyTorch :func:`roi_align`; same contract."""
+    """Pure-PyTorch :func:`roi_align`; same contract.
+
+    Every output bin is a weighted sum of feature-map pixels (4 bilinear neighbours of each of
+    its ``gh x gw`` sample points, divided by ``gh * gw``), computed as one
+    ``embedding_bag`` over the map viewed as a ``(N * H * W, C)`` table of pixels. Weights of
+    neighbours that do not count are 0, so each bag has the same size.
+    """
     ph, pw = output_size
     num_rois = rois.shape[0]
-    channels = features.shape[1]
-    out = features.new_zeros((num_rois, channels, ph, pw))
+    n, channels, height, width = features.shape
+    out = features.new_zeros((num_rois, ph, pw, channels))
     if num_rois == 0:
-        return out
+        return out.permute(0, 3, 1, 2)
+    # A view when the map is channels-last, else one copy.
+    table = features.permute(0, 2, 3, 1).reshape(n * height * width, channels)
 
     rois = rois.to(features.dtype)
     offset = 0.5 if aligned else 0.0
@@ -103,28 +108,40 @@ def roi_align_pure(
     if sampling_ratio > 0:
         grid_hw = torch.full((num_rois, 2), sampling_ratio, dtype=torch.int64, device=rois.device)
     else:
-        grid_hw = torch.stack((torch.ceil(roi_h / ph), torch.ceil(roi_w / pw)), dim=1)
-        grid_hw = grid_hw.to(torch.int64)
+        grid_hw = torch.stack((torch.ceil(roi_h / ph), torch.ceil(roi_w / pw)), dim=1).long()
 
-    batch_index = rois[:, 0].to(torch.int64)
-    # One sampling layout (image, points per bin) at a time; a fixed ratio gives one per image.
-    layout = torch.stack((batch_index, grid_hw[:, 0], grid_hw[:, 1]), dim=1)
-    for image, gh, gw in torch.unique(layout, dim=0).tolist():
+    image_offset = rois[:, 0].long() * (height * width)
+    # One bag size at a time: a fixed sampling ratio gives a single group.
+    for gh, gw in torch.unique(grid_hw, dim=0).tolist():
         if gh <= 0 or gw <= 0:
             continue  # no sample points: the bins stay 0
-        index = torch.nonzero((layout == layout.new_tensor([image, gh, gw])).all(dim=1)).squeeze(1)
-        for chunk in index.split(_ROI_CHUNK):
-            ys = _sample_coords(start_y[chunk], bin_h[chunk], ph, gh)  # (k, ph*gh)
-            xs = _sample_coords(start_x[chunk], bin_w[chunk], pw, gw)  # (k, pw*gw)
-            samples = _bilinear(features[image], ys, xs, border)  # (k, C, ph*gh, pw*gw)
-            k = chunk.numel()
-            pooled = samples.reshape(k, channels, ph, gh, pw, gw).sum(dim=(3, 5)) / (gh * gw)
-            out = out.index_copy(0, chunk, pooled)
-    return out
+        index = torch.nonzero((grid_hw == grid_hw.new_tensor([gh, gw])).all(dim=1)).squeeze(1)
+        rows, wy = _neighbours(start_y[index], bin_h[index], ph, gh, height, border)
+        cols, wx = _neighbours(start_x[index], bin_w[index], pw, gw, width, border)
+        k = index.numel()
+        # (k, ph, gh, 2) x (k, pw, gw, 2) -> bags (k, ph, pw, gh * 2 * gw * 2).
+        pixel = rows[:, :, None, :, :, None, None] * width + cols[:, None, :, None, None, :, :]
+        pixel = pixel + image_offset[index][:, None, None, None, None, None, None]
+        weight = wy[:, :, None, :, :, None, None] * wx[:, None, :, None, None, :, :] / (gh * gw)
+        bags = F.embedding_bag(
+            pixel.reshape(k * ph * pw, -1),
+            table,
+            mode="sum",
+            per_sample_weights=weight.reshape(k * ph * pw, -1),
+        )
+        out = out.index_copy(0, index, bags.view(k, ph, pw, channels))
+    return out.permute(0, 3, 1, 2)
 
 
-def _sample_coords(start: Tensor, bin_size: Tensor, bins: int, grid: int) -> Tensor:
-    """Sample positions ``start + b * bin + (g + 0.5) * bin / grid`` as Tensor[K, bins * grid]."""
+def _neighbours(
+    start: Tensor, bin_size: Tensor, bins: int, grid: int, size: int, border: Border
+) -> tuple[Tensor, Tensor]:
+    """Along one axis: the two bilinear neighbours of every sample point and their weights.
+
+    Sample ``g`` of bin ``b`` lies at ``start + b * bin + (g + 0.5) * bin / grid``. Returns
+    ``index`` Tensor[K, bins, grid, 2] int64 (low, high) within ``[0, size)`` and ``weight``
+    Tensor[K, bins, grid, 2]; a neighbour that does not count has weight 0.
+    """
     b = torch.arange(bins, dtype=start.dtype, device=start.device)
     g = torch.arange(grid, dtype=start.dtype, device=start.device) + 0.5
     pos = (
@@ -132,35 +149,26 @@ def _sample_coords(start: Tensor, bin_size: Tensor, bins: int, grid: int) -> Ten
         + b[None, :, None] * bin_size[:, None, None]
         + g[None, None, :] * bin_size[:, None, None] / grid
     )
-    return pos.reshape(start.shape[0], bins * grid)
-
-
-def _bilinear(feature: Tensor, ys: Tensor, xs: Tensor, border: Border) -> Tensor:
-    """Bilinear samples of ``feature`` (Tensor[C, H, W]) on each RoI's grid ``ys x xs``.
-
-    ``ys``: Tensor[K, Sy], ``xs``: Tensor[K, Sx] in feature pixels (centre of pixel i at i).
-    Returns Tensor[K, C, Sy, Sx].
-    """
-    channels, height, width = feature.shape
-    k, sy = ys.shape
-    sx = xs.shape[1]
-    valid = None
     if border == "clamp":
-        valid_y = (ys >= -1.0) & (ys <= height)
-        valid_x = (xs >= -1.0) & (xs <= width)
-        valid = valid_y[:, :, None] & valid_x[:, None, :]
-        ys = ys.clamp(0, height - 1)
-        xs = xs.clamp(0, width - 1)
-    # grid_sample with align_corners=False puts pixel i's centre at (2i + 1) / size - 1.
-    gy = (2.0 * ys + 1.0) / height - 1.0
-    gx = (2.0 * xs + 1.0) / width - 1.0
-    grid = torch.stack(
-        (gx[:, None, :].expand(k, sy, sx), gy[:, :, None].expand(k, sy, sx)), dim=-1
-    ).reshape(1, k * sy, sx, 2)
-    sampled = F.grid_sample(
-        feature[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False
-    )  # (1, C, k*sy, sx)
-    sampled = sampled.reshape(channels, k, sy, sx).transpose(0, 1)
-    if valid is not None:
-        sampled = sampled * valid[:, None].to(sampled.dtype)
-    return sampled
+        # torchvision: a point beyond (-1, size) is 0; otherwise clamp it into [0, size - 1].
+        inside = ((pos >= -1.0) & (pos <= size)).to(pos.dtype)
+        pos = pos.clamp(min=0.0)
+        low = pos.floor().clamp(max=size - 1)
+        pos = torch.minimum(pos, low.new_tensor(size - 1.0)).where(low >= size - 1, pos)
+        frac = pos - low
+        high = (low + 1).clamp(max=size - 1)
+        weight = torch.stack(((1 - frac) * inside, frac * inside), dim=-1)
+    else:
+        # MegEngine: each neighbour outside [0, size) is 0; nothing is clamped.
+        low = pos.floor()
+        frac = pos - low
+        high = low + 1
+        weight = torch.stack(
+            (
+                (1 - frac) * ((low >= 0) & (low < size)).to(pos.dtype),
+                frac * ((high >= 0) & (high < size)).to(pos.dtype),
+            ),
+            dim=-1,
+        )
+    index = torch.stack((low, high), dim=-1).clamp(0, size - 1).long()
+    return index, weight
