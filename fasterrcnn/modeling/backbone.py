@@ -66,10 +66,10 @@ class BasicBlock(nn.Module):
         self.downsample = _shortcut(in_ch, planes, stride, cfg)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(conv_norm(self.conv1, self.bn1, x))
+        out = F.relu(conv_norm(self.conv1, self.bn1, x), inplace=True)
         out = conv_norm(self.conv2, self.bn2, out)
         identity = x if self.downsample is None else conv_norm(*self.downsample, x)
-        return F.relu(out + identity)
+        return F.relu(out.add_(identity), inplace=True)
 
 
 class Bottleneck(nn.Module):
@@ -89,11 +89,11 @@ class Bottleneck(nn.Module):
         self.downsample = _shortcut(in_ch, out_ch, stride, cfg)
 
     def forward(self, x: Tensor) -> Tensor:
-        out = F.relu(conv_norm(self.conv1, self.bn1, x))
-        out = F.relu(conv_norm(self.conv2, self.bn2, out))
+        out = F.relu(conv_norm(self.conv1, self.bn1, x), inplace=True)
+        out = F.relu(conv_norm(self.conv2, self.bn2, out), inplace=True)
         out = conv_norm(self.conv3, self.bn3, out)
         identity = x if self.downsample is None else conv_norm(*self.downsample, x)
-        return F.relu(out + identity)
+        return F.relu(out.add_(identity), inplace=True)
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int, cfg: BodyConfig) -> nn.Module | None:
@@ -142,7 +142,7 @@ class ResNet(nn.Module):
                 p.requires_grad_(False)
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x = F.relu(conv_norm(self.conv1, self.bn1, x))
+        x = F.relu(conv_norm(self.conv1, self.bn1, x), inplace=True)
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         outputs = []
         for stage in self.stages:

@@ -72,8 +72,8 @@ class BoxHead(nn.Module):
         self.fc2 = nn.Linear(fc_dim, fc_dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.fc1(x.flatten(1)))
-        return F.relu(self.fc2(x))
+        x = F.relu(self.fc1(x.flatten(1)), inplace=True)
+        return F.relu(self.fc2(x), inplace=True)
 
 
 class BoxPredictor(nn.Module):

@@ -83,7 +83,7 @@ class RPNHead(nn.Module):
     def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         objectness, deltas = [], []
         for x in features:
-            t = F.relu(self.conv(x))
+            t = F.relu(self.conv(x), inplace=True)
             objectness.append(self.objectness(t))
             deltas.append(self.deltas(t))
         return objectness, deltas
