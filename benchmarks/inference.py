@@ -168,11 +168,12 @@ def build_torchvision(state: dict[str, torch.Tensor] | None, device: str) -> tup
 def kernel_backend() -> str:
     """Which nms / roi_align kernels fasterrcnn picked (torchvision's when they import)."""
     try:
-        from fasterrcnn.ops.nms import _torchvision_nms
-        from fasterrcnn.ops.roi_align import _torchvision_roi_align
+        from fasterrcnn.ops.backend import torchvision_op
     except ImportError:
         return "unknown"
-    return "torchvision.ops" if _torchvision_nms() and _torchvision_roi_align() else "pure PyTorch"
+    if torchvision_op("nms") and torchvision_op("roi_align"):
+        return "torchvision.ops"
+    return "pure PyTorch"
 
 
 # --------------------------------------------------------------------------------------

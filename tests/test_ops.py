@@ -15,6 +15,7 @@ import torch
 from slow_ops import batched_nms_reference, nms_reference, roi_align_reference
 
 from fasterrcnn.ops.anchors import cell_anchors, grid_anchors
+from fasterrcnn.ops.backend import torchvision_op
 from fasterrcnn.ops.boxes import (
     DEFAULT_SCALE_CLAMP,
     box_iou,
@@ -23,11 +24,11 @@ from fasterrcnn.ops.boxes import (
     encode_boxes,
     nonempty_mask,
 )
-from fasterrcnn.ops.nms import _torchvision_nms, batched_nms, nms, nms_pure
+from fasterrcnn.ops.nms import batched_nms, nms, nms_pure
 from fasterrcnn.ops.roi_align import roi_align, roi_align_pure
 
 # Whether nms() hands over to torchvision.ops.nms here (torchvision imports and works).
-NMS_USES_TORCHVISION = _torchvision_nms() is not None
+NMS_USES_TORCHVISION = torchvision_op("nms") is not None
 
 
 def _t(rows, dtype=torch.float32) -> torch.Tensor:

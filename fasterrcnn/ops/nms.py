@@ -7,25 +7,12 @@ runs the greedy scan over its rows on the CPU, touching only the rows of kept bo
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 from torch import Tensor
 
+from fasterrcnn.ops.backend import torchvision_op
 from fasterrcnn.ops.boxes import box_iou
-
-
-@functools.lru_cache(maxsize=1)
-def _torchvision_nms():
-    """``torchvision.ops.nms`` if it imports and runs here, else None."""
-    try:
-        from torchvision.ops import nms as tv_nms
-
-        tv_nms(torch.zeros(1, 4), torch.zeros(1), 0.5)
-    except Exception:
-        return None
-    return tv_nms
 
 
 def nms_pure(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -53,8 +40,8 @@ def nms(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
     Returns the kept indices (Tensor[K] int64) in decreasing score order; equal scores keep
     their input order.
     """
-    tv_nms = _torchvision_nms()
-    if tv_nms is not None and not torch.jit.is_scripting():
+    tv_nms = torchvision_op("nms")
+    if tv_nms is not None:
         return tv_nms(boxes, scores, iou_threshold)
     return nms_pure(boxes, scores, iou_threshold)
 

@@ -14,25 +14,15 @@ are averaged. Two conventions for points near the border exist in the wild:
 
 from __future__ import annotations
 
-import functools
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from fasterrcnn.ops.backend import torchvision_op
+
 Border = Literal["clamp", "zero"]
-
-
-@functools.lru_cache(maxsize=1)
-def _torchvision_roi_align():
-    try:
-        from torchvision.ops import roi_align as tv_roi_align
-
-        tv_roi_align(torch.zeros(1, 1, 2, 2), torch.zeros(1, 5), (1, 1), 1.0, 1, False)
-    except Exception:
-        return None
-    return tv_roi_align
 
 
 def roi_align(
@@ -61,10 +51,9 @@ def roi_align(
         Tensor[K, C, ph, pw].
     """
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
-    if border == "clamp" and not torch.jit.is_scripting():
-        tv_roi_align = _torchvision_roi_align()
-        if tv_roi_align is not None:
-            return tv_roi_align(features, rois, (ph, pw), spatial_scale, sampling_ratio, aligned)
+    tv_roi_align = torchvision_op("roi_align") if border == "clamp" else None
+    if tv_roi_align is not None:
+        return tv_roi_align(features, rois, (ph, pw), spatial_scale, sampling_ratio, aligned)
     return roi_align_pure(features, rois, (ph, pw), spatial_scale, sampling_ratio, aligned, border)
 
 
