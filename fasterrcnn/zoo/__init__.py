@@ -45,14 +45,18 @@ def create_model(
 
     ``weights``: a checkpoint file or state dict of the preset's family (or of this
     library); ``pretrained=True`` downloads the preset's published weights into the cache
-    instead. With neither, the weights are freshly initialized.
+    instead (and builds the model as those weights need it, see
+    :class:`~fasterrcnn.zoo.presets.WeightsInfo`). With neither, the weights are freshly
+    initialized.
     """
     preset = get_preset(name)
-    model = FasterRCNN(preset.config)
+    config = preset.config
     if weights is None and pretrained:
         if preset.weights is None:
             raise DownloadError(f"{name} has no published weights")
+        config = preset.weights.model_config(config)
         weights = fetch_weights(preset.weights)
+    model = FasterRCNN(config)
     if weights is not None:
         load_into(model, weights, preset.family)
     if device is not None:

@@ -22,12 +22,24 @@ from fasterrcnn.zoo.checkpoints import Family
 
 @dataclass(frozen=True)
 class WeightsInfo:
-    """A published weight file: name, address, SHA-256 (prefix or full) and its COCO mAP."""
+    """A published weight file: name, address, SHA-256 (prefix or full) and its COCO mAP.
+
+    ``body_norm_eps``: the frozen batch norm epsilon the file was made for, where it differs
+    from the architecture's (torchvision runs its COCO_V1 file with 0.0); the model built for
+    these weights uses it.
+    """
 
     file_name: str
     url: str
     coco_map: float
     sha256: str | None = None
+    body_norm_eps: float | None = None
+
+    def model_config(self, config: ModelConfig) -> ModelConfig:
+        """``config`` as these weights need it."""
+        if self.body_norm_eps is None:
+            return config
+        return replace(config, body=replace(config.body, norm_eps=self.body_norm_eps))
 
 
 @dataclass(frozen=True)
@@ -52,6 +64,7 @@ TORCHVISION_R50_FPN = Preset(
         url="https://download.pytorch.org/models/fasterrcnn_resnet50_fpn_coco-258fb6c6.pth",
         coco_map=37.0,
         sha256="258fb6c6",
+        body_norm_eps=0.0,
     ),
     config=ModelConfig(
         input=InputConfig(
