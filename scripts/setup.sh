@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
-fi
-if ! .venv/bin/python -c "import fasterrcnn, pytest, pycocotools" 2>/dev/null; then
     .venv/bin/python -m pip install -q --upgrade pip
-    .venv/bin/python -m pip install -q "torch==2.13.0"
-    .venv/bin/python -m pip install -q -e ".[dev]"
 fi
+if ! .venv/bin/python -c "import torch" 2>/dev/null; then
+    .venv/bin/python -m pip install -q "torch==2.13.0"
+fi
+.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v -e "^WARNING: Location" -e "^ *$" >&2 || true
+.venv/bin/python -c "import fasterrcnn, PIL, pytest, pycocotools" || { echo "setup failed" >&2; exit 1; }
