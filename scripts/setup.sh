@@ -12,5 +12,10 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     .venv/bin/python -m pip install -q "torch==2.13.0"
 fi
-.venv/bin/python -m pip install -q -e ".[dev]" 2>&1 | grep -v -e "^WARNING: Location" -e "^ *$" >&2 || true
-.venv/bin/python -c "import fasterrcnn, PIL, pytest, pycocotools" || { echo "setup failed" >&2; exit 1; }
+log=$(mktemp)
+if ! .venv/bin/python -m pip install -q -e ".[dev]" >"$log" 2>&1; then
+    cat "$log" >&2
+    exit 1
+fi
+rm -f "$log"
+.venv/bin/python -c "import fasterrcnn, PIL, pytest, pycocotools"
