@@ -112,7 +112,10 @@ def run_detect(args: argparse.Namespace) -> int:
         raise CLIError("no images found in " + " ".join(args.sources))
     model = load_model(args.model, args.weights, args.device)
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"--out {out}: cannot create the directory ({err.strerror})") from None
 
     failed = detections = 0
     used_names: set[str] = set()
@@ -129,8 +132,12 @@ def run_detect(args: argparse.Namespace) -> int:
         result.source = str(path)
         detections += len(result)
         stem = _unique_stem(path.stem, used_names)
-        cv2.imwrite(str(out / f"{stem}.jpg"), draw_detections(image, result))
-        (out / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        try:
+            if not cv2.imwrite(str(out / f"{stem}.jpg"), draw_detections(image, result)):
+                raise OSError(f"cannot write {out / stem}.jpg")
+            (out / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        except OSError as err:
+            raise CLIError(f"--out {out}: {err}") from None
     done = len(paths) - failed
     per_image = (time.perf_counter() - start) / max(done, 1)
     summary = (

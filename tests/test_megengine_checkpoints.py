@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -196,3 +197,27 @@ def test_cli_reports_forbidden_pickle_in_one_line(tmp_path):
     assert len(lines) == 1 and "forbidden global" in lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
     assert not marker.exists()
+
+
+def test_cli_detect_with_megengine_hub_file(tmp_path, res18_weights):
+    path = tmp_path / "faster_rcnn_res18_coco_3x_800size_35dot7_a33835ca.pkl"
+    path.write_bytes(megengine_pickle_bytes(res18_weights, protocol=5))
+    image = DATA / "images" / "000000000139.jpg"
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "fasterrcnn.cli", "detect", str(image), "--model", RES18,
+         "--weights", str(path), "--out", str(out), "--score-threshold", "0.2"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads((out / "000000000139.json").read_text())
+    # Under these weights the reference's top detections are COCO id 64 ("potted plant").
+    assert result["detections"] and {d["class_name"] for d in result["detections"]} <= {
+        "potted plant",
+        "car",
+    }
+    ref = np.load(DATA / "megengine_variants" / RES18 / "000000000139.npz")
+    top = result["detections"][0]
+    assert top["score"] == pytest.approx(float(ref["dets"][0, 4]), abs=1e-3)
+    assert top["category_id"] == int(ref["category_ids"][0])
+    assert top["box"] == pytest.approx(ref["dets"][0, :4].tolist(), abs=1e-2)
