@@ -107,7 +107,10 @@ def test_same_number_of_elements_is_not_enough(res18_weights):
 @pytest.mark.parametrize(
     ("edit", "pattern"),
     [
-        (lambda sd: sd.pop("rpn.rpn_conv.weight"), r"missing 1 keys: rpn\.head\.conv\.weight"),
+        (
+            lambda sd: sd.pop("rpn.rpn_conv.weight"),
+            r"missing 1 keys \(model names\): rpn\.head\.conv\.weight",
+        ),
         (
             lambda sd: sd.update({"rpn.extra.weight": np.zeros(3, np.float32)}),
             r"unexpected 1 keys: rpn\.extra\.weight",

@@ -186,7 +186,7 @@ def convert_state_dict(
     ]
     problems = []
     if missing:
-        problems.append(f"missing {len(missing)} keys: {_describe(missing)}")
+        problems.append(f"missing {len(missing)} keys (model names): {_describe(missing)}")
     if unexpected:
         problems.append(f"unexpected {len(unexpected)} keys: {_describe(unexpected)}")
     if mismatched:
