@@ -43,11 +43,14 @@ class InputConfig:
     pad_stage: Literal["after_normalize", "before_normalize"] = "after_normalize"
 
 
+Depth = Literal[18, 34, 50, 101, 152]
+
+
 @dataclass(frozen=True)
 class BodyConfig:
     """ResNet / ResNeXt body producing res2..res5 (strides 4..32)."""
 
-    depth: Literal[18, 34, 50, 101, 152] = 50
+    depth: Depth = 50
     groups: int = 1
     width_per_group: int = 64
     # Where a bottleneck's stride goes: False = the 3x3 conv (torchvision), True = first 1x1.

@@ -100,7 +100,9 @@ def preprocess_image(image: np.ndarray, cfg: InputConfig) -> Tensor:
         from PIL import Image
 
         resized = np.asarray(
-            Image.fromarray(np.ascontiguousarray(image)).resize((new_w, new_h), Image.BILINEAR)
+            Image.fromarray(np.ascontiguousarray(image)).resize(
+                (new_w, new_h), Image.Resampling.BILINEAR
+            )
         )
     pixels = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float()
     return normalize(pixels, cfg)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -69,6 +69,24 @@ def load_source(source: ImageSource, channels: str = "RGB") -> tuple[np.ndarray,
     return to_rgb(source, channels), None
 
 
+@overload
+def predict(
+    model: FasterRCNN,
+    source: ImageSource,
+    *,
+    channels: str = ...,
+    score_threshold: float | None = ...,
+    return_proposals: bool = ...,
+) -> Detections: ...
+@overload
+def predict(
+    model: FasterRCNN,
+    source: list[ImageSource],
+    *,
+    channels: str = ...,
+    score_threshold: float | None = ...,
+    return_proposals: bool = ...,
+) -> list[Detections]: ...
 @torch.inference_mode()
 def predict(
     model: FasterRCNN,
@@ -88,8 +106,7 @@ def predict(
     padding an image further would change the features near its border, so every image gets
     exactly the result it gets alone.
     """
-    single = not isinstance(source, list)
-    sources = [source] if single else source
+    sources: list[ImageSource] = source if isinstance(source, list) else [source]
     loaded = [load_source(s, channels) for s in sources]
     groups: dict[tuple[int, int], list[int]] = {}
     for i, (image, _) in enumerate(loaded):
@@ -105,7 +122,8 @@ def predict(
                 model, detections[k], raw.rpn.proposals[k], batch.original_sizes[k],
                 loaded[i][1], score_threshold, return_proposals,
             )  # fmt: skip
-    return results[0] if single else results  # type: ignore[return-value]
+    done = [r for r in results if r is not None]
+    return done if isinstance(source, list) else done[0]
 
 
 def _to_numpy(

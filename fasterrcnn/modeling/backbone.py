@@ -6,6 +6,8 @@ Parameter names follow the classic ResNet layout (``conv1``, ``bn1``, ``layer1.0
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -16,6 +18,11 @@ from fasterrcnn.config import BodyConfig
 class FrozenBatchNorm2d(nn.Module):
     """Batch norm with fixed statistics and affine parameters: ``y = x * s + b`` with
     ``s = weight / sqrt(running_var + eps)`` and ``b = bias - running_mean * s``."""
+
+    weight: Tensor
+    bias: Tensor
+    running_mean: Tensor
+    running_var: Tensor
 
     def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
@@ -68,8 +75,7 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         out = F.relu(conv_norm(self.conv1, self.bn1, x), inplace=True)
         out = conv_norm(self.conv2, self.bn2, out)
-        identity = x if self.downsample is None else conv_norm(*self.downsample, x)
-        return F.relu(out.add_(identity), inplace=True)
+        return F.relu(out.add_(_shortcut_path(self.downsample, x)), inplace=True)
 
 
 class Bottleneck(nn.Module):
@@ -92,11 +98,17 @@ class Bottleneck(nn.Module):
         out = F.relu(conv_norm(self.conv1, self.bn1, x), inplace=True)
         out = F.relu(conv_norm(self.conv2, self.bn2, out), inplace=True)
         out = conv_norm(self.conv3, self.bn3, out)
-        identity = x if self.downsample is None else conv_norm(*self.downsample, x)
-        return F.relu(out.add_(identity), inplace=True)
+        return F.relu(out.add_(_shortcut_path(self.downsample, x)), inplace=True)
 
 
-def _shortcut(in_ch: int, out_ch: int, stride: int, cfg: BodyConfig) -> nn.Module | None:
+def _shortcut_path(downsample: nn.Sequential | None, x: Tensor) -> Tensor:
+    if downsample is None:
+        return x
+    conv, norm = downsample
+    return conv_norm(cast(nn.Conv2d, conv), norm, x)
+
+
+def _shortcut(in_ch: int, out_ch: int, stride: int, cfg: BodyConfig) -> nn.Sequential | None:
     if in_ch == out_ch and stride == 1:
         return None
     return nn.Sequential(
@@ -130,12 +142,12 @@ class ResNet(nn.Module):
         self.freeze(cfg.freeze_at)
 
     @property
-    def stages(self) -> list[nn.Sequential]:
-        return [self.layer1, self.layer2, self.layer3, self.layer4]
+    def stages(self) -> list[nn.Module]:
+        return [getattr(self, f"layer{i}") for i in range(1, 5)]
 
     def freeze(self, freeze_at: int) -> None:
         """Stop gradients for the stem (``freeze_at >= 1``) and stages ``< freeze_at``."""
-        frozen = [nn.ModuleList([self.conv1, self.bn1])] if freeze_at >= 1 else []
+        frozen: list[nn.Module] = [self.conv1, self.bn1] if freeze_at >= 1 else []
         frozen += self.stages[: max(freeze_at - 1, 0)]
         for module in frozen:
             for p in module.parameters():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 import torch
@@ -90,6 +90,24 @@ class FasterRCNN(nn.Module):
             )
         return detections, raw
 
+    @overload
+    def predict(
+        self,
+        source: ImageSource,
+        *,
+        channels: str = ...,
+        score_threshold: float | None = ...,
+        return_proposals: bool = ...,
+    ) -> Detections: ...
+    @overload
+    def predict(
+        self,
+        source: list[ImageSource],
+        *,
+        channels: str = ...,
+        score_threshold: float | None = ...,
+        return_proposals: bool = ...,
+    ) -> list[Detections]: ...
     def predict(
         self,
         source: ImageSource | list[ImageSource],

@@ -146,18 +146,19 @@ class RPN(nn.Module):
         cfg = self.cfg
         pre_top = cfg.pre_nms_top_n_train if self.training else cfg.pre_nms_top_n_test
         post_top = cfg.post_nms_top_n_train if self.training else cfg.post_nms_top_n_test
-        boxes, logits, scores, levels = [], [], [], []
+        per_level: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
         for level, (obj, dlt, anc) in enumerate(zip(objectness, deltas, anchors, strict=True)):
             fg_logit = obj[:, -1]
             top = torch.topk(fg_logit, min(pre_top, fg_logit.numel())).indices
-            logits.append(fg_logit[top])
-            scores.append(self._probability(obj[top]))
-            boxes.append(
-                decode_boxes(anc[top], dlt[top], cfg.box_coder.weights, cfg.box_coder.clamp_value)
-            )
-            levels.append(torch.full_like(top, level))
-        boxes = clip_boxes(torch.cat(boxes), image_size)
-        logits, scores, levels = torch.cat(logits), torch.cat(scores), torch.cat(levels)
+            coder = cfg.box_coder
+            per_level.append((
+                decode_boxes(anc[top], dlt[top], coder.weights, coder.clamp_value),
+                fg_logit[top],
+                self._probability(obj[top]),
+                torch.full_like(top, level),
+            ))  # fmt: skip
+        boxes, logits, scores, levels = (torch.cat(parts) for parts in zip(*per_level, strict=True))
+        boxes = clip_boxes(boxes, image_size)
 
         keep = nonempty_mask(boxes, cfg.min_size)
         boxes, logits, scores, levels = boxes[keep], logits[keep], scores[keep], levels[keep]

@@ -8,6 +8,7 @@ must be filled, and shapes must agree. Errors are :class:`CheckpointError` with 
 
 from __future__ import annotations
 
+import importlib
 import io
 import pickle
 import re
@@ -315,16 +316,22 @@ def read_state_dict(path: str | Path) -> Mapping[str, Any]:
         raise CheckpointError(f"{path}: not a checkpoint file ({reason})") from None
 
 
-# Globals a pickled dict of numpy arrays may reference, under numpy 1.x and 2.x names.
+# Globals a pickled dict of numpy arrays may reference, under numpy 1.x and 2.x names (both
+# resolve to the installed numpy's functions).
+_NUMPY2 = int(np.__version__.split(".")[0]) >= 2
 _NUMPY_GLOBALS = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("collections", "OrderedDict"): OrderedDict,
 }
+_multiarray = importlib.import_module(
+    "numpy._core.multiarray" if _NUMPY2 else "numpy.core.multiarray"
+)
+_numeric = importlib.import_module("numpy._core.numeric" if _NUMPY2 else "numpy.core.numeric")
 for _prefix in ("numpy.core", "numpy._core"):
-    _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "_reconstruct")] = np._core.multiarray._reconstruct
-    _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "scalar")] = np._core.multiarray.scalar
-    _NUMPY_GLOBALS[(f"{_prefix}.numeric", "_frombuffer")] = np._core.numeric._frombuffer
+    _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "_reconstruct")] = _multiarray._reconstruct
+    _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "scalar")] = _multiarray.scalar
+    _NUMPY_GLOBALS[(f"{_prefix}.numeric", "_frombuffer")] = _numeric._frombuffer
 # Protocol-2 pickles written by Python 3 encode byte strings through this pure function.
 _NUMPY_GLOBALS[("_codecs", "encode")] = __import__("codecs").encode
 

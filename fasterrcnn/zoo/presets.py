@@ -9,6 +9,7 @@ from fasterrcnn.config import (
     BodyConfig,
     BoxCoderConfig,
     BoxHeadConfig,
+    Depth,
     FPNConfig,
     InputConfig,
     ModelConfig,
@@ -155,7 +156,7 @@ MEGENGINE_0X_SYNCBN = replace(
 )
 
 
-def _body(config: ModelConfig, depth: int, groups: int = 1, width: int = 64) -> ModelConfig:
+def _body(config: ModelConfig, depth: Depth, groups: int = 1, width: int = 64) -> ModelConfig:
     return replace(
         config, body=replace(config.body, depth=depth, groups=groups, width_per_group=width)
     )
