@@ -36,7 +36,12 @@ class ImageBatch:
 
 
 def resized_size(height: int, width: int, cfg: InputConfig) -> tuple[int, int]:
-    """(h, w) of the network input for an image of ``height x width``."""
+    """(h, w) of the network input for an image of ``height x width`` (each side >= 1)."""
+    new_h, new_w = _scaled_size(height, width, cfg)
+    return max(new_h, 1), max(new_w, 1)
+
+
+def _scaled_size(height: int, width: int, cfg: InputConfig) -> tuple[int, int]:
     short, long = min(height, width), max(height, width)
     if cfg.size_rounding == "floor":
         # torchvision: one scale, then floor(size * scale), both in Python floats.
