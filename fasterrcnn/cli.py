@@ -95,9 +95,7 @@ def load_model(name: str, weights: str | None, device: str):
         if weights is not None:
             return create_model(name, weights=weights, device=device)
         return create_model(name, pretrained=True, device=device)
-    except UnknownModelError as err:
-        raise CLIError(str(err)) from None
-    except CheckpointError as err:
+    except (UnknownModelError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     except DownloadError as err:
         raise CLIError(

@@ -8,6 +8,7 @@ must be filled, and shapes must agree. Errors are :class:`CheckpointError` with 
 
 from __future__ import annotations
 
+import codecs
 import importlib
 import io
 import pickle
@@ -333,7 +334,7 @@ for _prefix in ("numpy.core", "numpy._core"):
     _NUMPY_GLOBALS[(f"{_prefix}.multiarray", "scalar")] = _multiarray.scalar
     _NUMPY_GLOBALS[(f"{_prefix}.numeric", "_frombuffer")] = _numeric._frombuffer
 # Protocol-2 pickles written by Python 3 encode byte strings through this pure function.
-_NUMPY_GLOBALS[("_codecs", "encode")] = __import__("codecs").encode
+_NUMPY_GLOBALS[("_codecs", "encode")] = codecs.encode
 
 
 class _ArrayUnpickler(pickle.Unpickler):
