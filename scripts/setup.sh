@@ -7,15 +7,20 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
-    .venv/bin/python -m pip install -q --upgrade pip
 fi
+# pip's output is shown only when it fails.
+pip_install() {
+    local log
+    log=$(mktemp)
+    if ! .venv/bin/python -m pip install -q "$@" >"$log" 2>&1; then
+        cat "$log" >&2
+        rm -f "$log"
+        return 1
+    fi
+    rm -f "$log"
+}
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
-    .venv/bin/python -m pip install -q "torch==2.13.0"
+    pip_install "torch==2.13.0"
 fi
-log=$(mktemp)
-if ! .venv/bin/python -m pip install -q -e ".[dev]" >"$log" 2>&1; then
-    cat "$log" >&2
-    exit 1
-fi
-rm -f "$log"
+pip_install -e ".[dev]"
 .venv/bin/python -c "import fasterrcnn, PIL, pytest, pycocotools"
