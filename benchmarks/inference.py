@@ -40,7 +40,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = (REPO / ".." / "shared" / "data" / "coco-val-mini" / "val2017").resolve()
-FALLBACK_IMAGES = REPO / "tests" / "data" / "images"
+FALLBACK_IMAGES = REPO / "tests" / "data" / "coco" / "val2017"
 SEEDED_SHAPES = REPO / "tests" / "data" / "torchvision" / "torchvision_state_dict_shapes.json"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 STAGES = ("preprocess", "backbone+FPN", "RPN", "RoI heads", "postprocess")

@@ -15,7 +15,7 @@ from seeded import DATA, load_shapes, torch_seeded
 import fasterrcnn
 
 TORCHVISION = "torchvision_fasterrcnn_resnet50_fpn"
-IMAGES = DATA / "images"
+IMAGES = DATA / "coco" / "val2017"
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -22,7 +22,7 @@ from fasterrcnn.data.transforms import resized_size
 from fasterrcnn.zoo.checkpoints import load_into
 
 TORCHVISION = "torchvision_fasterrcnn_resnet50_fpn"
-IMAGES = Path(__file__).parent / "data" / "images"
+IMAGES = Path(__file__).parent / "data" / "coco" / "val2017"
 JPEG_139 = IMAGES / "000000000139.jpg"  # 426 x 640
 JPEG_802 = IMAGES / "000000000802.jpg"  # 640 x 424
 NAMES_BY_ID = dict(COCO_CATEGORIES)

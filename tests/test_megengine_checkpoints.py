@@ -189,7 +189,7 @@ def test_cli_reports_forbidden_pickle_in_one_line(tmp_path):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pkl"
     path.write_bytes(pickle.dumps({"w": _RunsCommand(str(marker))}))
-    image = DATA / "images" / "000000000139.jpg"
+    image = DATA / "coco" / "val2017" / "000000000139.jpg"
     proc = subprocess.run(
         [sys.executable, "-m", "fasterrcnn.cli", "detect", str(image), "--weights", str(path),
          "--out", str(tmp_path / "out")],
@@ -205,7 +205,7 @@ def test_cli_reports_forbidden_pickle_in_one_line(tmp_path):
 def test_cli_detect_with_megengine_hub_file(tmp_path, res18_weights):
     path = tmp_path / "faster_rcnn_res18_coco_3x_800size_35dot7_a33835ca.pkl"
     path.write_bytes(megengine_pickle_bytes(res18_weights, protocol=5))
-    image = DATA / "images" / "000000000139.jpg"
+    image = DATA / "coco" / "val2017" / "000000000139.jpg"
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "fasterrcnn.cli", "detect", str(image), "--model", RES18,
