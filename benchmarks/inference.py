@@ -211,14 +211,14 @@ def matmul_peak(sizes: list[int], device: str, repeats: int = 5) -> dict[int, fl
     return out
 
 
-def run_predict(model: fasterrcnn.FasterRCNN, image: np.ndarray, clock) -> tuple[float, int]:
+def run_predict(model: fasterrcnn.Detector, image: np.ndarray, clock) -> tuple[float, int]:
     t0 = clock()
     dets = model.predict(image)
     return clock() - t0, len(dets)
 
 
 @torch.inference_mode()
-def run_stages(model: fasterrcnn.FasterRCNN, image: np.ndarray, clock) -> dict[str, Any]:
+def run_stages(model: fasterrcnn.Detector, image: np.ndarray, clock) -> dict[str, Any]:
     """``predict``'s work piece by piece (as in FasterRCNN.forward/detect): stage times,
     the padded input shape and the number of RoIs."""
     t = [clock()]
@@ -273,7 +273,7 @@ class FlopModel:
     RoI count, on a ``meta`` copy (no compute). The data-dependent parts (proposal selection,
     RoIAlign, NMS) have no convolutions or linears."""
 
-    def __init__(self, model: fasterrcnn.FasterRCNN) -> None:
+    def __init__(self, model: fasterrcnn.Detector) -> None:
         with torch.device("meta"):
             self.meta = type(model)(model.config)
         self.channels = model.config.fpn.out_channels
@@ -302,13 +302,13 @@ class FlopModel:
 
 
 def real_forward_flops(
-    model: fasterrcnn.FasterRCNN, image: np.ndarray
+    model: fasterrcnn.Detector, image: np.ndarray
 ) -> tuple[int, int, list[int]]:
     """(FLOPs of a real forward, its RoI count, its input shape): checks :class:`FlopModel`."""
     with torch.inference_mode():
         batch = model.preprocess([image])
         with FlopCounterMode(display=False) as counter:
-            raw = model(batch)
+            raw = model(batch.tensor, batch.image_sizes)
     return counter.get_total_flops(), int(raw.rois.shape[0]), list(batch.tensor.shape[-2:])
 
 

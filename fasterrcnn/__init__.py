@@ -2,8 +2,11 @@
 
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.data.images import ImageError, read_image
-from fasterrcnn.engine.predict import Detections
-from fasterrcnn.modeling.detector import FasterRCNN
+from fasterrcnn.engine.detections import Detections
+from fasterrcnn.engine.detector import Detector
+from fasterrcnn.engine.evaluate import evaluate
+from fasterrcnn.engine.predict import iter_detections
+from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 from fasterrcnn.zoo import (
     CheckpointError,
     DownloadError,
@@ -18,13 +21,16 @@ __version__ = "0.1.0"
 __all__ = [
     "CheckpointError",
     "Detections",
+    "Detector",
     "DownloadError",
     "FasterRCNN",
     "ImageError",
     "ModelConfig",
     "UnknownModelError",
     "create_model",
+    "evaluate",
     "get_preset",
+    "iter_detections",
     "list_models",
     "read_image",
 ]

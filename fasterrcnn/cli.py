@@ -1,24 +1,42 @@
-"""Command line: ``fasterrcnn detect`` and ``fasterrcnn models``.
+"""Command line: ``fasterrcnn detect``, ``fasterrcnn eval`` and ``fasterrcnn models``.
 
-Every expected failure (a bad image, a bad checkpoint, an unknown model, no network) is one
-line on stderr and a non-zero exit status: 1 when some images failed or no weights could be
-had, 2 for a bad command line, model or checkpoint.
+Every expected failure (a bad image, a bad checkpoint, an unknown model, a bad annotation
+file, no network) is one line on stderr and a non-zero exit status: 1 when some images failed
+or no weights could be had, 2 for a bad command line, model, checkpoint or dataset.
+
+Under ``torchrun --nproc-per-node N`` the images are sharded across the N processes (gloo on
+CPU, NCCL on GPUs); rank 0 prints the summary and, for ``eval``, gathers and evaluates once.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import torch
 from tqdm import tqdm
 
-from fasterrcnn.data.images import ImageError, list_images, read_image
-from fasterrcnn.engine.predict import predict
+from fasterrcnn.data.coco import CocoDataset, DatasetError
+from fasterrcnn.data.images import list_images
+from fasterrcnn.engine.coco_evaluator import CocoMetrics, evaluate_results, load_results
+from fasterrcnn.engine.detections import Detections
+from fasterrcnn.engine.detector import Detector
+from fasterrcnn.engine.distributed import (
+    DistributedContext,
+    broadcast_from_main,
+    gather_to_main,
+    init_distributed,
+    rank_device,
+    shutdown,
+)
+from fasterrcnn.engine.evaluate import class_mapping, detect_dataset, evaluate_found, select_images
+from fasterrcnn.engine.inference import run_inference
 from fasterrcnn.engine.visualize import draw_detections
 from fasterrcnn.zoo import (
     CheckpointError,
@@ -30,6 +48,8 @@ from fasterrcnn.zoo import (
 )
 from fasterrcnn.zoo.presets import DEFAULT_MODEL
 
+logger = logging.getLogger("fasterrcnn")
+
 
 class CLIError(Exception):
     """A fatal problem, reported as one line with the given exit status."""
@@ -37,6 +57,30 @@ class CLIError(Exception):
     def __init__(self, message: str, status: int = 2) -> None:
         super().__init__(message)
         self.status = status
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, not {value}")
+    return value
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"preset (default {DEFAULT_MODEL})")
+    parser.add_argument("--weights", help="local checkpoint file (default: the preset's download)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--batch-size", type=_positive, default=1, help="images per batch (1)")
+    parser.add_argument(
+        "--workers", type=_non_negative, default=0, help="image decoding processes (0)"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,11 +95,36 @@ def build_parser() -> argparse.ArgumentParser:
         description="Detect objects; write a drawn copy and a JSON file per image into --out.",
     )
     detect.add_argument("sources", nargs="+", help="image files, directories or glob patterns")
-    detect.add_argument("--model", default=DEFAULT_MODEL, help=f"preset (default {DEFAULT_MODEL})")
-    detect.add_argument("--weights", help="local checkpoint file (default: the preset's download)")
+    _add_model_options(detect)
     detect.add_argument("--out", default="out", help="output directory (default: out)")
     detect.add_argument("--score-threshold", type=float, default=0.5, help="(default 0.5)")
-    detect.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    detect.add_argument("--no-draw", action="store_true", help="write the JSON files only")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="COCO bbox evaluation of a model, or of a results file",
+        description="Run a model on a COCO-format dataset and evaluate it with pycocotools; "
+        "without --images, evaluate an existing --results file.",
+    )
+    evaluate.add_argument("--annotations", required=True, help="COCO instances JSON")
+    evaluate.add_argument("--images", help="folder of the images the annotation file lists")
+    evaluate.add_argument(
+        "--results", help="COCO results JSON to write (with --images) or to evaluate (without)"
+    )
+    evaluate.add_argument("--metrics", help="write the metrics as JSON to this file")
+    evaluate.add_argument("--max-images", type=int, help="evaluate the first N images only")
+    evaluate.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="evaluate the images present when some listed ones are not in --images",
+    )
+    evaluate.add_argument(
+        "--evaluator",
+        choices=("pycocotools", "faster-coco-eval"),
+        default="pycocotools",
+        help="COCO evaluation implementation (default pycocotools)",
+    )
+    _add_model_options(evaluate)
 
     commands.add_parser("models", help="list the presets and their published weights")
     return parser
@@ -63,9 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _log_to_stderr()
     try:
         if args.command == "models":
             return run_models()
+        if args.command == "eval":
+            return run_eval(args)
         return run_detect(args)
     except CLIError as err:
         print(f"fasterrcnn: error: {err}", file=sys.stderr)
@@ -76,6 +148,21 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into a command that stopped reading
         sys.stderr.close()
         return 0
+    finally:
+        shutdown()
+
+
+class _StderrHandler(logging.Handler):
+    """``fasterrcnn: message`` lines on the current stderr, above any progress bar."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        tqdm.write(f"fasterrcnn: {record.getMessage()}", file=sys.stderr)
+
+
+def _log_to_stderr() -> None:
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+        logger.propagate = False
 
 
 def run_models() -> int:
@@ -88,7 +175,7 @@ def run_models() -> int:
     return 0
 
 
-def load_model(name: str, weights: str | None, device: str):
+def load_model(name: str, weights: str | None, device: str) -> Detector:
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {device}: CUDA is not available here")
     try:
@@ -104,55 +191,173 @@ def load_model(name: str, weights: str | None, device: str):
         ) from None
 
 
+def start_processes(device: str) -> tuple[DistributedContext, str]:
+    """Join the ``torchrun`` job, if any: this process's context and device."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CLIError(f"--device {device}: CUDA is not available here")
+    context = init_distributed(device)
+    if not context.is_main:
+        logger.setLevel(logging.ERROR)  # notes about the whole run come from rank 0 only
+    return context, rank_device(device, context)
+
+
+# --------------------------------------------------------------------------- detect
+
+
 def run_detect(args: argparse.Namespace) -> int:
     paths = list_images(args.sources)
     if not paths:
         raise CLIError("no images found in " + " ".join(args.sources))
-    model = load_model(args.model, args.weights, args.device)
+    context, device = start_processes(args.device)
+    model = load_model(args.model, args.weights, device)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CLIError(f"--out {out}: cannot create the directory ({err.strerror})") from None
 
-    failed = detections = 0
-    used_names: set[str] = set()
+    stems = _unique_stems(paths)
+    failed = done = detections = 0
     start = time.perf_counter()
-    progress = tqdm(paths, unit="img", disable=len(paths) < 2, file=sys.stderr)
-    for path in progress:
-        try:
-            image = read_image(path)
-        except ImageError as err:
-            failed += 1
-            progress.write(f"fasterrcnn: skipped: {err}", file=sys.stderr)
-            continue
-        result = predict(model, image, score_threshold=args.score_threshold)
-        result.source = str(path)
-        detections += len(result)
-        stem = _unique_stem(path.stem, used_names)
-        try:
-            if not cv2.imwrite(str(out / f"{stem}.jpg"), draw_detections(image, result)):
-                raise OSError(f"cannot write {out / stem}.jpg")
-            (out / f"{stem}.json").write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-        except OSError as err:
-            raise CLIError(f"--out {out}: {err}") from None
-    done = len(paths) - failed
-    per_image = (time.perf_counter() - start) / max(done, 1)
-    summary = (
-        f"{done} image(s), {detections} detection(s) written to {out}/ ({per_image:.2f} s/image)"
+    shard = range(context.rank, len(paths), context.world_size)
+    progress = tqdm(
+        total=len(shard), unit="img", file=sys.stderr, disable=len(shard) < 2 or not context.is_main
     )
-    if failed:
-        summary += f"; {failed} failed"
-    print(summary)
-    return 1 if failed else 0
+    with progress:
+        for result in run_inference(
+            model,
+            paths,
+            batch_size=args.batch_size,
+            workers=args.workers,
+            score_threshold=args.score_threshold,
+            keep_images=not args.no_draw,
+            rank=context.rank,
+            world_size=context.world_size,
+        ):
+            progress.update()
+            if result.detections is None:
+                failed += 1
+                progress.write(f"fasterrcnn: skipped: {result.error}", file=sys.stderr)
+                continue
+            result.detections.source = str(paths[result.index])
+            _write_outputs(out, stems[result.index], result.detections, result.image)
+            done += 1
+            detections += len(result.detections)
+    elapsed = time.perf_counter() - start
+    totals = gather_to_main((done, failed, detections, elapsed))
+    if totals is not None:
+        done, failed, detections = (sum(t[k] for t in totals) for k in range(3))
+        per_image = max(t[3] for t in totals) / max(done, 1)
+        summary = (
+            f"{done} image(s), {detections} detection(s) written to {out}/ "
+            f"({per_image:.2f} s/image)"
+        )
+        print(summary + (f"; {failed} failed" if failed else ""))
+    return broadcast_from_main(1 if failed else 0)
 
 
-def _unique_stem(stem: str, used: set[str]) -> str:
-    candidate, n = stem, 1
-    while candidate in used:
-        candidate, n = f"{stem}_{n}", n + 1
-    used.add(candidate)
-    return candidate
+def _write_outputs(out: Path, stem: str, detections: Detections, image: np.ndarray | None) -> None:
+    try:
+        if image is not None and not cv2.imwrite(
+            str(out / f"{stem}.jpg"), draw_detections(image, detections)
+        ):
+            raise OSError(f"cannot write {out / stem}.jpg")
+        (out / f"{stem}.json").write_text(json.dumps(detections.to_dict(), indent=1) + "\n")
+    except OSError as err:
+        raise CLIError(f"--out {out}: {err}") from None
+
+
+def _unique_stems(paths: list[Path]) -> list[str]:
+    """Output file stems, one per path: the file's stem, numbered when it repeats."""
+    used: set[str] = set()
+    stems = []
+    for path in paths:
+        candidate, n = path.stem, 1
+        while candidate in used:
+            candidate, n = f"{path.stem}_{n}", n + 1
+        used.add(candidate)
+        stems.append(candidate)
+    return stems
+
+
+# --------------------------------------------------------------------------- eval
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    _check_output(args.metrics, "--metrics")
+    if args.images is None:
+        if args.results is None:
+            raise CLIError("give --images DIR to run a model, or --results FILE to evaluate")
+        return _evaluate_results_file(args)
+    if args.max_images is not None and args.max_images < 1:
+        raise CLIError(f"--max-images must be at least 1, not {args.max_images}")
+    _check_output(args.results, "--results")
+    context, device = start_processes(args.device)
+    try:
+        dataset = CocoDataset.load(args.annotations, args.images)
+        indices = select_images(dataset, args.max_images, args.allow_missing)
+    except DatasetError as err:
+        raise CLIError(str(err)) from None
+    model = load_model(args.model, args.weights, device)
+    try:
+        mapping = class_mapping(model, dataset)
+    except DatasetError as err:
+        raise CLIError(str(err)) from None
+    if note := mapping.note():
+        logger.warning("%s", note)
+    start = time.perf_counter()
+    found = detect_dataset(
+        model, dataset, indices, mapping, batch_size=args.batch_size, workers=args.workers,
+        progress=True,
+    )  # fmt: skip
+    status = 0
+    if found is not None:
+        seconds = time.perf_counter() - start
+        print(f"inference: {len(indices)} images in {seconds:.1f} s "
+              f"({len(indices) / seconds:.2f} images/s, {context.world_size} process(es))")  # fmt: skip
+        try:
+            start = time.perf_counter()
+            metrics = evaluate_found(dataset, found, args.results, args.evaluator)
+            _report(metrics, args.metrics, time.perf_counter() - start)
+        except (DatasetError, OSError, ImportError) as err:
+            raise CLIError(str(err)) from None
+        status = 1 if found.failures else 0
+    return broadcast_from_main(status)
+
+
+def _check_output(path: str | None, option: str) -> None:
+    """Fail before the work, not after it, when an output file cannot be written."""
+    if path is None:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise CLIError(f"{option} {path}: is a directory")
+    if not target.parent.is_dir():
+        raise CLIError(f"{option} {path}: no such directory {target.parent}")
+
+
+def _evaluate_results_file(args: argparse.Namespace) -> int:
+    try:
+        dataset = CocoDataset.load(args.annotations)
+        results = load_results(args.results, dataset)
+        start = time.perf_counter()
+        metrics = evaluate_results(dataset, results, backend=args.evaluator)
+        _report(metrics, args.metrics, time.perf_counter() - start)
+    except (DatasetError, OSError, ImportError) as err:
+        raise CLIError(str(err)) from None
+    return 0
+
+
+def _report(metrics: CocoMetrics, metrics_file: str | None, seconds: float) -> None:
+    print(metrics.summary.rstrip())
+    print("per-category AP:")
+    print(metrics.table())
+    print(
+        f"evaluation: {metrics.num_images} images, {metrics.num_detections} detections "
+        f"in {seconds:.2f} s"
+    )
+    if metrics_file is not None:
+        Path(metrics_file).write_text(json.dumps(metrics.to_dict(), indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ is a named field here, read by the module of that stage. Presets are instances o
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from fasterrcnn.ops.anchors import ShapeRule
 from fasterrcnn.ops.boxes import DEFAULT_SCALE_CLAMP
@@ -198,6 +199,27 @@ class ClassTable:
     def __post_init__(self) -> None:
         if len(self.category_ids) != len(self.names):
             raise ValueError("ClassTable: category_ids and names differ in length")
+
+    def __len__(self) -> int:
+        return len(self.category_ids)
+
+    def index_of(self, category_id: int) -> int:
+        """The contiguous 0-based index of ``category_id``; KeyError if it is not a class."""
+        try:
+            return self.category_ids.index(category_id)
+        except ValueError:
+            raise KeyError(
+                f"category id {category_id!r} is not one of the {len(self)} classes"
+            ) from None
+
+    @classmethod
+    def from_categories(cls, categories: Sequence[Mapping[str, Any]]) -> ClassTable:
+        """The table of COCO-style ``{"id", "name"}`` entries, sorted by id."""
+        ordered = sorted(categories, key=lambda category: category["id"])
+        ids = tuple(int(category["id"]) for category in ordered)
+        if len(set(ids)) != len(ids):
+            raise ValueError("ClassTable: duplicate category ids")
+        return cls(category_ids=ids, names=tuple(str(category["name"]) for category in ordered))
 
 
 @dataclass(frozen=True)

@@ -38,5 +38,5 @@ def tv_weights_path(tv_state_dict, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tv_model(tv_state_dict) -> fasterrcnn.FasterRCNN:
+def tv_model(tv_state_dict) -> fasterrcnn.Detector:
     return fasterrcnn.create_model(TORCHVISION, weights=tv_state_dict)

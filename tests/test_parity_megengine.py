@@ -49,10 +49,10 @@ CASES = [
          grouped_as_4d=True),
 ]  # fmt: skip
 
-_MODELS: dict[str, fasterrcnn.FasterRCNN] = {}
+_MODELS: dict[str, fasterrcnn.Detector] = {}
 
 
-def _model(case: Case, tmp_dir: Path) -> fasterrcnn.FasterRCNN:
+def _model(case: Case, tmp_dir: Path) -> fasterrcnn.Detector:
     """The preset loaded from a MegEngine-format hub file of the seeded weights (cached)."""
     if case.preset not in _MODELS:
         _MODELS.clear()  # one large model alive at a time

@@ -21,7 +21,7 @@ import torch
 
 from fasterrcnn.config import InputConfig, PostprocessConfig
 from fasterrcnn.data.transforms import ImageBatch, batch_images, normalize, resized_size
-from fasterrcnn.modeling.detector import FasterRCNN
+from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 from fasterrcnn.ops.nms import nms
 
 # MegEngine's resize rule, whatever the model: scale the short side, cap the long one, round.
@@ -72,7 +72,7 @@ def pred_scores_and_boxes(
     ``pred_score`` (R, 80) softmax without the background column, and ``pred_boxes``
     (R, 80, 4) class-specific boxes in original-image pixels, clipped to the image."""
     batch = _batch(model, data, im_info)
-    raw = model(batch)
+    raw = model(batch.tensor, batch.image_sizes)
     scores, boxes, _ = model.postprocess.class_boxes(
         raw.class_logits, raw.box_deltas, raw.rois[:, 1:],
         batch.image_sizes[0], batch.original_sizes[0],

@@ -71,8 +71,8 @@ def padded_size(height: int, width: int, cfg: InputConfig) -> tuple[int, int]:
 
 def normalize(pixels: Tensor, cfg: InputConfig) -> Tensor:
     """(3, H, W) float32 pixels in model channel order -> ``(x / divisor - mean) / std``."""
-    mean = torch.tensor(cfg.mean, dtype=torch.float32)[:, None, None]
-    std = torch.tensor(cfg.std, dtype=torch.float32)[:, None, None]
+    mean = torch.tensor(cfg.mean, dtype=torch.float32, device=pixels.device)[:, None, None]
+    std = torch.tensor(cfg.std, dtype=torch.float32, device=pixels.device)[:, None, None]
     if cfg.pixel_divisor != 1:
         pixels = pixels / cfg.pixel_divisor
     return (pixels - mean) / std
@@ -85,32 +85,49 @@ def pad_value(cfg: InputConfig) -> Tensor:
     return normalize(torch.zeros(3, 1, 1), cfg).flatten()
 
 
-def preprocess_image(image: np.ndarray, cfg: InputConfig) -> Tensor:
-    """HxWx3 uint8 RGB -> Tensor[3, h, w] float32: resized and normalized, not padded."""
+def resize_pixels(image: np.ndarray, cfg: InputConfig) -> Tensor:
+    """HxWx3 uint8 RGB -> Tensor[3, h, w] uint8 in the model's channel order: the stage that
+    works on uint8 (decoded files go through it in ``DataLoader`` workers).
+
+    The cv2 and Pillow backends resize here, on uint8. The torch backend resizes normalized
+    floats, in :func:`normalize_pixels`: its pixels leave this stage at their original size.
+    """
     if cfg.channel_order == "BGR":
         image = image[:, :, ::-1]
     height, width = image.shape[:2]
     new_h, new_w = resized_size(height, width, cfg)
-    if cfg.resize_backend == "torch_bilinear":
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float()
-        x = normalize(pixels, cfg)
-        if (new_h, new_w) != (height, width):
-            x = F.interpolate(x[None], size=(new_h, new_w), mode="bilinear", align_corners=False)[0]
-        return x
     if cfg.resize_backend == "cv2_linear":
-        resized = cv2.resize(
+        image = cv2.resize(
             np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR
         )
-    else:
+    elif cfg.resize_backend == "pil_bilinear":
         from PIL import Image
 
-        resized = np.asarray(
+        image = np.asarray(
             Image.fromarray(np.ascontiguousarray(image)).resize(
                 (new_w, new_h), Image.Resampling.BILINEAR
             )
         )
-    pixels = torch.from_numpy(np.ascontiguousarray(resized)).permute(2, 0, 1).float()
-    return normalize(pixels, cfg)
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+
+
+def normalize_pixels(pixels: Tensor, size: tuple[int, int], cfg: InputConfig) -> Tensor:
+    """:func:`resize_pixels`'s uint8 Tensor[3, h, w] -> the float32 network input
+    Tensor[3, size] (normalized and, for the torch backend, resized), on ``pixels``' device.
+
+    The torch backend's bilinear kernel gives other bits on one thread than on several, so
+    this stage runs in the process that runs the network, never in a loader worker.
+    """
+    x = normalize(pixels.float(), cfg)
+    if (x.shape[1], x.shape[2]) != size:
+        x = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False)[0]
+    return x
+
+
+def preprocess_image(image: np.ndarray, cfg: InputConfig) -> Tensor:
+    """HxWx3 uint8 RGB -> Tensor[3, h, w] float32: resized and normalized, not padded."""
+    size = resized_size(image.shape[0], image.shape[1], cfg)
+    return normalize_pixels(resize_pixels(image, cfg), size, cfg)
 
 
 def batch_images(images: list[Tensor], cfg: InputConfig) -> Tensor:
@@ -118,7 +135,7 @@ def batch_images(images: list[Tensor], cfg: InputConfig) -> Tensor:
     d = cfg.pad_divisor
     height = math.ceil(max(x.shape[1] for x in images) / d) * d
     width = math.ceil(max(x.shape[2] for x in images) / d) * d
-    fill = pad_value(cfg).to(images[0].dtype)[:, None, None]
+    fill = pad_value(cfg).to(images[0])[:, None, None]
     batch = fill.expand(3, height, width).repeat(len(images), 1, 1, 1)
     for i, x in enumerate(images):
         batch[i, :, : x.shape[1], : x.shape[2]] = x

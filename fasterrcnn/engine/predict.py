@@ -1,72 +1,55 @@
-"""Inference on image files or arrays, returning plain numpy results."""
+"""Detection on image files or arrays, returning numpy results with class names."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, overload
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from typing import overload
 
-import numpy as np
-import torch
+from fasterrcnn.data.images import ImageError
+from fasterrcnn.engine.detections import Detections
+from fasterrcnn.engine.inference import run_inference
+from fasterrcnn.engine.loader import ImageSource
+from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 
-from fasterrcnn.data.images import read_image, to_rgb
-from fasterrcnn.data.transforms import padded_size
-
-if TYPE_CHECKING:
-    from fasterrcnn.modeling.detector import FasterRCNN
-    from fasterrcnn.modeling.postprocess import ImageDetections
-    from fasterrcnn.modeling.rpn import Proposals
-
-ImageSource = str | Path | np.ndarray
+logger = logging.getLogger("fasterrcnn")
 
 
-@dataclass
-class Detections:
-    """Detections of one image, in decreasing score order.
+def iter_detections(
+    model: FasterRCNN,
+    sources: Iterable[ImageSource],
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    channels: str = "RGB",
+    score_threshold: float | None = None,
+    return_proposals: bool = False,
+    on_error: Callable[[ImageError], None] | None = None,
+) -> Iterator[Detections]:
+    """Detections of each image of ``sources`` (paths or HxWx3 uint8 arrays in ``channels``
+    order, any iterable, of any length), in input order.
 
-    ``boxes``: (N, 4) float32 ``x1, y1, x2, y2`` in original-image pixels; ``scores``: (N,)
-    float32; ``category_ids``: (N,) int64 COCO category ids; ``class_names``: N names.
-    ``proposals`` (P, 4) float32 in network-input pixels and ``proposal_scores`` (P,) are
-    filled when asked for. ``image_size`` is the original (h, w).
+    Decoding and resizing run in ``workers`` processes; images of the same padded size share
+    batches of up to ``batch_size``; only a bounded number of images is in memory at a time.
+    An image that cannot be read is passed to ``on_error`` (by default logged as a one-line
+    warning) and skipped.
     """
-
-    boxes: np.ndarray
-    scores: np.ndarray
-    category_ids: np.ndarray
-    class_names: list[str]
-    image_size: tuple[int, int]
-    source: str | None = None
-    proposals: np.ndarray | None = None
-    proposal_scores: np.ndarray | None = None
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict: the image and its detections (boxes as ``[x1, y1, x2, y2]``)."""
-        return {
-            "image": self.source,
-            "height": self.image_size[0],
-            "width": self.image_size[1],
-            "detections": [
-                {
-                    "box": [round(float(v), 3) for v in box],
-                    "score": round(float(score), 5),
-                    "category_id": int(cat),
-                    "class_name": name,
-                }
-                for box, score, cat, name in zip(
-                    self.boxes, self.scores, self.category_ids, self.class_names, strict=True
-                )
-            ],
-        }
-
-
-def load_source(source: ImageSource, channels: str = "RGB") -> tuple[np.ndarray, str | None]:
-    """An image path or HxWx3 uint8 array -> (RGB array, path string or None)."""
-    if isinstance(source, (str, Path)):
-        return read_image(source), str(source)
-    return to_rgb(source, channels), None
+    for result in run_inference(
+        model,
+        sources,
+        batch_size=batch_size,
+        workers=workers,
+        channels=channels,
+        score_threshold=score_threshold,
+        return_proposals=return_proposals,
+    ):
+        if result.detections is not None:
+            yield result.detections
+        elif result.error is not None:
+            if on_error is None:
+                logger.warning("skipped: %s", result.error)
+            else:
+                on_error(result.error)
 
 
 @overload
@@ -77,6 +60,7 @@ def predict(
     channels: str = ...,
     score_threshold: float | None = ...,
     return_proposals: bool = ...,
+    batch_size: int = ...,
 ) -> Detections: ...
 @overload
 def predict(
@@ -86,8 +70,8 @@ def predict(
     channels: str = ...,
     score_threshold: float | None = ...,
     return_proposals: bool = ...,
+    batch_size: int = ...,
 ) -> list[Detections]: ...
-@torch.inference_mode()
 def predict(
     model: FasterRCNN,
     source: ImageSource | list[ImageSource],
@@ -95,58 +79,28 @@ def predict(
     channels: str = "RGB",
     score_threshold: float | None = None,
     return_proposals: bool = False,
+    batch_size: int = 1,
 ) -> Detections | list[Detections]:
-    """Run ``model`` on one image source or a list of them.
+    """Run ``model`` on one image source or a list of them; raise :class:`ImageError` for an
+    image that cannot be read.
 
     ``channels`` gives the channel order of array inputs; files are decoded as they are.
     ``score_threshold`` (optional) drops detections below it after the model's own
-    post-processing. Returns one :class:`Detections` per source.
-
-    Images of a list are batched only with images of the same padded network-input size:
-    padding an image further would change the features near its border, so every image gets
-    exactly the result it gets alone.
+    post-processing. Images of a list share batches of up to ``batch_size`` images of the same
+    padded size; each gets exactly its single-image result.
     """
     sources: list[ImageSource] = source if isinstance(source, list) else [source]
-    loaded = [load_source(s, channels) for s in sources]
-    groups: dict[tuple[int, int], list[int]] = {}
-    for i, (image, _) in enumerate(loaded):
-        groups.setdefault(
-            padded_size(image.shape[0], image.shape[1], model.config.input), []
-        ).append(i)
-    results: list[Detections | None] = [None] * len(loaded)
-    for members in groups.values():
-        batch = model.preprocess([loaded[i][0] for i in members])
-        detections, raw = model.detect(batch)
-        for k, i in enumerate(members):
-            results[i] = _to_numpy(
-                model, detections[k], raw.rpn.proposals[k], batch.original_sizes[k],
-                loaded[i][1], score_threshold, return_proposals,
-            )  # fmt: skip
-    done = [r for r in results if r is not None]
-    return done if isinstance(source, list) else done[0]
-
-
-def _to_numpy(
-    model: FasterRCNN,
-    dets: ImageDetections,
-    proposals: Proposals,
-    size: tuple[int, int],
-    name: str | None,
-    score_threshold: float | None,
-    return_proposals: bool,
-) -> Detections:
-    classes = model.config.classes
-    keep = np.ones(len(dets.scores), dtype=bool)
-    if score_threshold is not None:
-        keep = (dets.scores >= score_threshold).cpu().numpy()
-    labels = dets.labels.cpu().numpy()[keep]
-    return Detections(
-        boxes=dets.boxes.cpu().float().numpy()[keep],
-        scores=dets.scores.cpu().float().numpy()[keep],
-        category_ids=np.asarray(classes.category_ids, dtype=np.int64)[labels],
-        class_names=[classes.names[i] for i in labels],
-        image_size=size,
-        source=name,
-        proposals=proposals.boxes.cpu().float().numpy() if return_proposals else None,
-        proposal_scores=proposals.scores.cpu().float().numpy() if return_proposals else None,
-    )
+    results = []
+    for result in run_inference(
+        model,
+        sources,
+        batch_size=batch_size,
+        channels=channels,
+        score_threshold=score_threshold,
+        return_proposals=return_proposals,
+    ):
+        if result.error is not None:
+            raise result.error
+        assert result.detections is not None
+        results.append(result.detections)
+    return results if isinstance(source, list) else results[0]

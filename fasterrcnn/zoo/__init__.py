@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from fasterrcnn.modeling.detector import FasterRCNN
+from fasterrcnn.engine.detector import Detector
 from fasterrcnn.zoo.checkpoints import CheckpointError, load_into
 from fasterrcnn.zoo.download import DownloadError, fetch_weights
 from fasterrcnn.zoo.presets import PRESETS, Preset
@@ -40,7 +40,7 @@ def create_model(
     *,
     pretrained: bool = False,
     device: str | torch.device | None = None,
-) -> FasterRCNN:
+) -> Detector:
     """Build preset ``name`` in eval mode.
 
     ``weights``: a checkpoint file or state dict of the preset's family (or of this
@@ -56,7 +56,7 @@ def create_model(
             raise DownloadError(f"{name} has no published weights")
         config = preset.weights.model_config(config)
         weights = fetch_weights(preset.weights)
-    model = FasterRCNN(config)
+    model = Detector(config)
     if weights is not None:
         load_into(model, weights, preset.family)
     if device is not None:

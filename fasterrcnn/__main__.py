@@ -1,0 +1,7 @@
+"""``python -m fasterrcnn`` (and ``torchrun -m fasterrcnn``): the command line."""
+
+import sys
+
+from fasterrcnn.cli import main
+
+sys.exit(main())

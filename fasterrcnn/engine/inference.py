@@ -1,0 +1,119 @@
+"""The inference loop every command shares: sources -> loaded images -> size-grouped batches
+-> the network -> per-image results, in input order and in bounded memory."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from fasterrcnn.data.images import ImageError
+from fasterrcnn.data.transforms import batch_images, normalize_pixels, padded_size
+from fasterrcnn.engine.batching import group_by_key
+from fasterrcnn.engine.detections import Detections
+from fasterrcnn.engine.loader import ImageSource, LoadedImage, LoadFailure, LoadRecord, load_images
+from fasterrcnn.modeling.faster_rcnn import FasterRCNN
+
+
+@dataclass
+class ImageResult:
+    """The outcome for one source: its detections, or the error that kept it from being read.
+
+    ``index``: the source's position in the input; ``image``: the decoded RGB image when
+    ``keep_images`` was asked for.
+    """
+
+    index: int
+    source: str | None
+    detections: Detections | None = None
+    error: ImageError | None = None
+    image: np.ndarray | None = None
+
+
+def run_inference(
+    model: FasterRCNN,
+    sources: Iterable[ImageSource],
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    channels: str = "RGB",
+    score_threshold: float | None = None,
+    return_proposals: bool = False,
+    keep_images: bool = False,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Iterator[ImageResult]:
+    """One :class:`ImageResult` per source of this process's shard, in input order.
+
+    Images are decoded and resized in ``workers`` ``DataLoader`` processes and run in batches
+    of at most ``batch_size`` images of the same padded size, so that every image gets exactly
+    its single-image result. ``score_threshold`` (optional) drops detections below it after
+    the model's own post-processing.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    cfg = model.config.input
+    records = load_images(
+        sources,
+        cfg,
+        channels=channels,
+        workers=workers,
+        keep_images=keep_images,
+        rank=rank,
+        world_size=world_size,
+        pin_memory=model.device.type == "cuda",
+    )
+
+    def size_of(item: tuple[int, LoadRecord]) -> tuple[int, int] | None:
+        record = item[1]
+        return None if isinstance(record, LoadFailure) else padded_size(*record.original_size, cfg)
+
+    done: dict[int, ImageResult] = {}
+    next_out = 0
+    for group in group_by_key(enumerate(records), size_of, batch_size):
+        for arrival, result in _run_group(model, group, score_threshold, return_proposals):
+            done[arrival] = result
+        while next_out in done:
+            yield done.pop(next_out)
+            next_out += 1
+
+
+def _run_group(
+    model: FasterRCNN,
+    group: list[tuple[int, LoadRecord]],
+    score_threshold: float | None,
+    return_proposals: bool,
+) -> list[tuple[int, ImageResult]]:
+    failures = [(n, r) for n, r in group if isinstance(r, LoadFailure)]
+    if failures:
+        return [(n, ImageResult(r.index, r.source, error=r.error)) for n, r in failures]
+    images: list[LoadedImage] = [r for _, r in group]  # type: ignore[misc]
+    cfg = model.config.input
+    inputs = [
+        normalize_pixels(x.pixels.to(model.device, non_blocking=True), x.image_size, cfg)
+        for x in images
+    ]
+    tensor = batch_images(inputs, cfg)
+    image_sizes = [x.image_size for x in images]
+    original_sizes = [x.original_size for x in images]
+    with torch.inference_mode():
+        raw = model(tensor, image_sizes)
+        detections = model.postprocess_detections(raw, image_sizes, original_sizes)
+    results = []
+    for (arrival, _), image, dets, proposals in zip(
+        group, images, detections, raw.rpn.proposals, strict=True
+    ):
+        numpy_dets = Detections.from_tensors(
+            dets,
+            model.config.classes,
+            image.original_size,
+            source=image.source,
+            proposals=proposals if return_proposals else None,
+            score_threshold=score_threshold,
+        )
+        results.append(
+            (arrival, ImageResult(image.index, image.source, numpy_dets, None, image.image))
+        )
+    return results

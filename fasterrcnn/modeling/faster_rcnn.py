@@ -1,0 +1,112 @@
+"""Faster R-CNN with FPN: backbone -> RPN -> RoI heads, and the post-processing after it.
+
+The network is a pure tensor module: a padded image batch and the size of each image inside
+the padding go in; raw predictions (:meth:`FasterRCNN.forward`) or per-image detection tensors
+(:meth:`FasterRCNN.detect`) come out. Files, decoding, batching, numpy results and class names
+belong to :mod:`fasterrcnn.engine`.
+
+Shape shorthand: N images, Hp x Wp the padded input size, R RoIs over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from fasterrcnn.config import ModelConfig
+from fasterrcnn.modeling.fpn import Backbone
+from fasterrcnn.modeling.postprocess import DetectionPostProcess, ImageDetections
+from fasterrcnn.modeling.roi_heads import RoIHeads
+from fasterrcnn.modeling.rpn import RPN, RPNOutput
+
+ImageSize = tuple[int, int]
+
+
+@dataclass
+class RawOutputs:
+    """Everything the network predicts for a batch, before post-processing.
+
+    ``features``: [P2..P6]; ``rpn``: RPN predictions and per-image proposals;
+    ``rois``: Tensor[R, 5] ``(batch_index, x1, y1, x2, y2)``, the proposals of all images;
+    ``class_logits``: Tensor[R, K]; ``box_deltas``: Tensor[R, C or K, 4].
+    """
+
+    features: list[Tensor]
+    rpn: RPNOutput
+    rois: Tensor
+    class_logits: Tensor
+    box_deltas: Tensor
+
+
+class FasterRCNN(nn.Module):
+    """The detector network.
+
+    ``forward(images, image_sizes)``: ``images`` Tensor[N, 3, Hp, Wp] normalized and padded at
+    the bottom/right (see :mod:`fasterrcnn.data.transforms`), ``image_sizes`` the (h, w) of each
+    image inside the padding -> :class:`RawOutputs`. :meth:`detect` adds post-processing.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        channels = config.fpn.out_channels
+        self.backbone = Backbone(config.body, config.fpn)
+        strides = self.backbone.strides
+        self.rpn = RPN(config.rpn, config.anchors, channels, strides)
+        self.roi_heads = RoIHeads(config.pooler, config.box_head, channels, strides[:4])
+        self.postprocess = DetectionPostProcess(config.box_head, config.postprocess)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, images: Tensor, image_sizes: Sequence[ImageSize]) -> RawOutputs:
+        features = self.backbone(images)
+        padded_size = (images.shape[-2], images.shape[-1])
+        rpn = self.rpn(features, list(image_sizes), padded_size)
+        rois = torch.cat(
+            [
+                torch.cat([p.boxes.new_full((len(p.boxes), 1), i), p.boxes], dim=1)
+                for i, p in enumerate(rpn.proposals)
+            ]
+        )
+        class_logits, box_deltas = self.roi_heads(features[:4], rois)
+        return RawOutputs(features, rpn, rois, class_logits, box_deltas)
+
+    def postprocess_detections(
+        self,
+        raw: RawOutputs,
+        image_sizes: Sequence[ImageSize],
+        original_sizes: Sequence[ImageSize] | None = None,
+    ) -> list[ImageDetections]:
+        """Detections of each image of a batch, in ``original_sizes`` pixels (the network
+        frame when not given)."""
+        originals = image_sizes if original_sizes is None else original_sizes
+        detections = []
+        start = 0
+        for i, proposals in enumerate(raw.rpn.proposals):
+            rows = slice(start, start + len(proposals.boxes))
+            start = rows.stop
+            detections.append(
+                self.postprocess(
+                    raw.class_logits[rows],
+                    raw.box_deltas[rows],
+                    proposals.boxes,
+                    image_sizes[i],
+                    originals[i],
+                )
+            )
+        return detections
+
+    @torch.inference_mode()
+    def detect(
+        self,
+        images: Tensor,
+        image_sizes: Sequence[ImageSize],
+        original_sizes: Sequence[ImageSize] | None = None,
+    ) -> list[ImageDetections]:
+        """Forward and post-processing: one :class:`ImageDetections` per image."""
+        return self.postprocess_detections(self(images, image_sizes), image_sizes, original_sizes)
