@@ -301,9 +301,7 @@ class FlopModel:
         return {"backbone+FPN": backbone, "RPN": rpn, "RoI heads": heads}
 
 
-def real_forward_flops(
-    model: fasterrcnn.Detector, image: np.ndarray
-) -> tuple[int, int, list[int]]:
+def real_forward_flops(model: fasterrcnn.Detector, image: np.ndarray) -> tuple[int, int, list[int]]:
     """(FLOPs of a real forward, its RoI count, its input shape): checks :class:`FlopModel`."""
     with torch.inference_mode():
         batch = model.preprocess([image])

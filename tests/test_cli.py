@@ -89,7 +89,9 @@ def strips(tmp_path_factory) -> dict[str, Path]:
 def test_detect_directory(tmp_path, tv_weights_path):
     src = tmp_path / "in"
     src.mkdir()
-    originals = [IMAGES / f"{name}.jpg" for name in ("000000000139", "000000000802", "000000010764")]
+    originals = [
+        IMAGES / f"{name}.jpg" for name in ("000000000139", "000000000802", "000000010764")
+    ]
     for path in originals:
         shutil.copy(path, src / path.name)
     (src / "notes.txt").write_text("not an image, not picked up\n")

@@ -129,9 +129,7 @@ def test_mixed_sizes_are_batched_apart_in_input_order(
     results = list(fasterrcnn.iter_detections(tv_model, sources, batch_size=2))
     assert sorted(batch_sizes) == [1, 2, 2]
     assert [r.image_size for r in results] == [(100, 640), (80, 424)] + [(100, 640)] * 3
-    for result, single in zip(
-        [results[0], *results[2:]], singles, strict=True
-    ):  # input order kept
+    for result, single in zip([results[0], *results[2:]], singles, strict=True):  # input order kept
         _same(result, single)
     _same(results[1], tv_model.predict(odd_strip))
 

@@ -111,7 +111,7 @@ def test_eval_metrics_are_those_of_the_results_file(tv_eval, capsys):
 
 
 def test_evaluate_api_matches_the_cli(tv_model, tv_eval):
-    results, metrics_file = tv_eval
+    results, _ = tv_eval
     metrics = fasterrcnn.evaluate(tv_model, IMAGES, ANNOTATIONS, max_images=2)
     dataset = CocoDataset.load(ANNOTATIONS)
     rows = load_results(results, dataset)
@@ -122,7 +122,9 @@ def test_evaluate_api_matches_the_cli(tv_model, tv_eval):
 
 
 def test_eval_gives_megengine_detections(tmp_path):
-    weights = numpy_seeded(load_shapes(DATA / "megengine_v0" / "megengine_v0_state_dict_shapes.json"))
+    weights = numpy_seeded(
+        load_shapes(DATA / "megengine_v0" / "megengine_v0_state_dict_shapes.json")
+    )
     path = tmp_path / "seed.pkl"
     path.write_bytes(megengine_pickle_bytes(weights))
     results = tmp_path / "results.json"
@@ -194,7 +196,10 @@ def test_eval_says_which_categories_are_not_the_models(
 ):
     # The class the model predicts most on these images becomes a "widget" of the dataset.
     predicted = np.concatenate(
-        [d.category_ids for d in tv_model.predict([strip_dataset / "a.jpg", strip_dataset / "b.jpg"])]
+        [
+            d.category_ids
+            for d in tv_model.predict([strip_dataset / "a.jpg", strip_dataset / "b.jpg"])
+        ]
     )
     top = int(np.bincount(predicted).argmax())
     data = json.loads((strip_dataset / "instances.json").read_text())

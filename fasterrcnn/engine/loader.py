@@ -136,16 +136,17 @@ def load_images(
         raise TypeError("sources must be a collection of images, not a single image")
     if workers < 0:
         raise ValueError(f"workers must be >= 0, not {workers}")
-    options = {"channels": channels, "keep_images": keep_images}
     if hasattr(sources, "__len__") and hasattr(sources, "__getitem__"):
-        dataset = SourceDataset(sources, cfg, **options)  # type: ignore[arg-type]
+        dataset = SourceDataset(sources, cfg, channels=channels, keep_images=keep_images)  # type: ignore[arg-type]
         sampler: Iterable[int] = ShardSampler(len(dataset), rank, world_size)
         yield from _loader(dataset, sampler, workers, pin_memory)
         return
     positions = iter(sources)
     offset = 0
     while chunk := list(islice(positions, CHUNK_SIZE)):
-        dataset = SourceDataset(chunk, cfg, offset=offset, **options)
+        dataset = SourceDataset(
+            chunk, cfg, channels=channels, keep_images=keep_images, offset=offset
+        )
         mine = [i for i in range(len(chunk)) if (offset + i) % world_size == rank]
         yield from _loader(dataset, mine, workers, pin_memory)
         offset += len(chunk)
@@ -165,6 +166,6 @@ def _loader(
     yield from loader
 
 
-def _one_item(record: LoadRecord) -> LoadRecord:
+def _one_item(record: Any) -> Any:
+    """``collate_fn`` for single items (``batch_size=None``): the record as it is."""
     return record
-

@@ -320,7 +320,7 @@ def read_state_dict(path: str | Path) -> Mapping[str, Any]:
 # Globals a pickled dict of numpy arrays may reference, under numpy 1.x and 2.x names (both
 # resolve to the installed numpy's functions).
 _NUMPY2 = int(np.__version__.split(".")[0]) >= 2
-_NUMPY_GLOBALS = {
+_NUMPY_GLOBALS: dict[tuple[str, str], Any] = {
     ("numpy", "ndarray"): np.ndarray,
     ("numpy", "dtype"): np.dtype,
     ("collections", "OrderedDict"): OrderedDict,
