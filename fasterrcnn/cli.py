@@ -11,6 +11,7 @@ CPU, NCCL on GPUs); rank 0 prints the summary and, for ``eval``, gathers and eva
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import sys
@@ -285,6 +286,13 @@ def _unique_stems(paths: list[Path]) -> list[str]:
 
 def run_eval(args: argparse.Namespace) -> int:
     _check_output(args.metrics, "--metrics")
+    if (
+        args.evaluator == "faster-coco-eval"
+        and importlib.util.find_spec("faster_coco_eval") is None
+    ):
+        raise CLIError(
+            "--evaluator faster-coco-eval needs its package: pip install faster-coco-eval"
+        )
     if args.images is None:
         if args.results is None:
             raise CLIError("give --images DIR to run a model, or --results FILE to evaluate")

@@ -362,3 +362,41 @@ def test_unwritable_outputs_fail_before_the_work(tmp_path, capsys):
                        option, str(target)])  # fmt: skip
         assert status == 2
         assert option in _error_line(capsys)
+
+
+def test_missing_faster_coco_eval_fails_before_the_work(monkeypatch, capsys):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "faster_coco_eval" else real(name, *a),
+    )
+    status = main(["eval", "--images", str(IMAGES), "--annotations", str(ANNOTATIONS),
+                   "--evaluator", "faster-coco-eval"])  # fmt: skip
+    assert status == 2
+    assert "pip install faster-coco-eval" in _error_line(capsys)
+
+
+def test_faster_coco_eval_gives_the_same_metrics(tmp_path):
+    pytest.importorskip("faster_coco_eval")
+    data = json.loads(ANNOTATIONS.read_text())
+    rng = np.random.default_rng(0)
+    rows = [
+        {"image_id": a["image_id"], "category_id": a["category_id"],
+         "bbox": [v + float(rng.normal(0, 3)) for v in a["bbox"][:2]] + a["bbox"][2:],
+         "score": float(rng.random())}
+        for a in data["annotations"] if rng.random() < 0.8
+    ]  # fmt: skip
+    results = _write(tmp_path / "results.json", rows)
+    metrics = {}
+    for evaluator in ("pycocotools", "faster-coco-eval"):
+        out = tmp_path / f"{evaluator}.json"
+        assert main(["eval", "--annotations", str(ANNOTATIONS), "--results", str(results),
+                     "--metrics", str(out), "--evaluator", evaluator]) == 0  # fmt: skip
+        metrics[evaluator] = json.loads(out.read_text())
+    reference, fast = metrics["pycocotools"], metrics["faster-coco-eval"]
+    assert 0.3 < reference["AP"] < 1
+    for name in STAT_NAMES:  # equal but for pycocotools' np.spacing(1) in precision
+        assert fast[name] == pytest.approx(reference[name], abs=1e-15)
