@@ -75,12 +75,18 @@ def _non_negative(text: str) -> int:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"preset (default {DEFAULT_MODEL})")
-    parser.add_argument("--weights", help="local checkpoint file (default: the preset's download)")
-    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--batch-size", type=_positive, default=1, help="images per batch (1)")
     parser.add_argument(
-        "--workers", type=_non_negative, default=0, help="image decoding processes (0)"
+        "--model", default=DEFAULT_MODEL, metavar="NAME", help=f"preset (default {DEFAULT_MODEL})"
+    )
+    parser.add_argument(
+        "--weights", metavar="PATH", help="local checkpoint file (default: the preset's download)"
+    )
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument(
+        "--batch-size", type=_positive, default=1, metavar="B", help="images per batch (1)"
+    )
+    parser.add_argument(
+        "--workers", type=_non_negative, default=0, metavar="W", help="image decoding processes (0)"
     )
 
 
@@ -107,13 +113,23 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a model on a COCO-format dataset and evaluate it with pycocotools; "
         "without --images, evaluate an existing --results file.",
     )
-    evaluate.add_argument("--annotations", required=True, help="COCO instances JSON")
-    evaluate.add_argument("--images", help="folder of the images the annotation file lists")
     evaluate.add_argument(
-        "--results", help="COCO results JSON to write (with --images) or to evaluate (without)"
+        "--annotations", required=True, metavar="FILE", help="COCO instances JSON"
     )
-    evaluate.add_argument("--metrics", help="write the metrics as JSON to this file")
-    evaluate.add_argument("--max-images", type=int, help="evaluate the first N images only")
+    evaluate.add_argument(
+        "--images", metavar="DIR", help="folder of the images the annotation file lists"
+    )
+    evaluate.add_argument(
+        "--results",
+        metavar="FILE",
+        help="COCO results JSON to write (with --images) or to evaluate (without)",
+    )
+    evaluate.add_argument(
+        "--metrics", metavar="FILE", help="write the metrics as JSON to this file"
+    )
+    evaluate.add_argument(
+        "--max-images", type=int, metavar="N", help="evaluate the first N images only"
+    )
     evaluate.add_argument(
         "--allow-missing",
         action="store_true",

@@ -147,7 +147,7 @@ def evaluate(
     allow_missing: bool = False,
     results_file: str | Path | None = None,
     backend: Backend = "pycocotools",
-    progress: bool = False,
+    progress: bool = True,
 ) -> CocoMetrics:
     """COCO bbox metrics of ``model`` on the images of folder ``images`` listed in the
     instances file ``annotations``.
@@ -155,7 +155,8 @@ def evaluate(
     Under ``torchrun`` (a process group joined with
     :func:`fasterrcnn.engine.distributed.init_distributed`) each process runs its shard and
     every process returns the same metrics. ``results_file`` also writes the COCO results JSON.
-    Images that cannot be read are logged and left out of the evaluation.
+    Images that cannot be read are logged and left out of the evaluation. ``progress`` shows
+    a progress bar (images/s, ETA) on stderr.
     """
     dataset = CocoDataset.load(annotations, images)
     indices = select_images(dataset, max_images, allow_missing)

@@ -14,6 +14,7 @@ from fasterrcnn.data.transforms import batch_images, normalize_pixels, padded_si
 from fasterrcnn.engine.batching import group_by_key
 from fasterrcnn.engine.detections import Detections
 from fasterrcnn.engine.loader import ImageSource, LoadedImage, LoadFailure, LoadRecord, load_images
+from fasterrcnn.engine.memory import release_free_memory
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 
 
@@ -75,6 +76,7 @@ def run_inference(
     for group in group_by_key(enumerate(records), size_of, batch_size):
         for arrival, result in _run_group(model, group, score_threshold, return_proposals):
             done[arrival] = result
+        release_free_memory()  # keeps a long run's peak memory that of one batch
         while next_out in done:
             yield done.pop(next_out)
             next_out += 1
