@@ -6,10 +6,12 @@ Run from the repository root::
     .venv/bin/python benchmarks/detect_memory.py --counts 20,200 --model faster_rcnn_res18_coco_3x_800size
 
 The images are the mini set's, repeated (a folder of symbolic links) until each count is
-reached. Each count runs the real command in a fresh process; this script samples the
-resident memory of its whole process tree (the command and its DataLoader workers) every
-0.1 s from /proc and reports its peak, its value once a tenth of the run is done, and at the
-end. Memory that does not grow with the number of images shows as a ratio near 1.
+reached. Each count runs the real command in a fresh process; every 0.1 s this script reads
+from /proc the memory of its whole process tree (the command and its DataLoader workers) as
+PSS (resident pages, those the workers share with the process they were forked from counted
+once) and the RSS of the command's own process. It reports the tree's peak, its value once a
+tenth of the run is done and at the end, the command's peak RSS, and each peak's ratio to the
+first count's. Memory that does not grow with the number of images shows as ratios near 1.
 """
 
 from __future__ import annotations
@@ -49,27 +51,46 @@ def parse_args() -> argparse.Namespace:
     return p.parse_args()
 
 
-def tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants."""
+def _descendants(root: int) -> list[int]:
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
-            statm = (entry / "statm").read_text().split()
         except OSError:
             continue
         parent = int(stat.rsplit(")", 1)[1].split()[1])
         children.setdefault(parent, []).append(int(entry.name))
-        rss[int(entry.name)] = int(statm[1]) * PAGE
-    total, stack = 0, [root]
+    found, stack = [], [root]
     while stack:
         pid = stack.pop()
-        total += rss.get(pid, 0)
+        found.append(pid)
         stack += children.get(pid, [])
-    return total
+    return found
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes: resident pages, shared ones split among sharers."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def tree_memory(root: int) -> tuple[int, int]:
+    """(PSS of ``root`` and all its descendants, RSS of ``root`` alone), in bytes.
+
+    PSS counts the pages DataLoader workers share with the process they were forked from
+    once, where summing RSS would count them in every worker."""
+    try:
+        rss = int(Path(f"/proc/{root}/statm").read_text().split()[1]) * PAGE
+    except OSError:
+        rss = 0
+    return sum(_pss(pid) for pid in _descendants(root)), rss
 
 
 def run(args: argparse.Namespace, weights: Path, count: int, folder: Path) -> dict[str, float]:
@@ -87,12 +108,13 @@ def run(args: argparse.Namespace, weights: Path, count: int, folder: Path) -> di
         command.append("--no-draw")
     start = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    peak = 0
+    peak = peak_main = 0
     samples: list[tuple[float, int]] = []
     while proc.poll() is None:
-        rss = tree_rss(proc.pid)
-        peak = max(peak, rss)
-        samples.append((time.perf_counter() - start, rss))
+        pss, rss = tree_memory(proc.pid)
+        peak, peak_main = max(peak, pss), max(peak_main, rss)
+        if pss:
+            samples.append((time.perf_counter() - start, pss))
         time.sleep(0.1)
     wall = time.perf_counter() - start
     output = proc.stdout.read() if proc.stdout else ""
@@ -104,8 +126,9 @@ def run(args: argparse.Namespace, weights: Path, count: int, folder: Path) -> di
         "images": count,
         "wall_s": wall,
         "peak_tree_mb": peak / 2**20,
-        "rss_at_10pct_mb": (tenth[0] if tenth else peak) / 2**20,
-        "rss_at_end_mb": (samples[-1][1] if samples else peak) / 2**20,
+        "peak_main_rss_mb": peak_main / 2**20,
+        "at_10pct_mb": (tenth[0] if tenth else peak) / 2**20,
+        "at_end_mb": (samples[-1][1] if samples else peak) / 2**20,
         "summary": output.strip().splitlines()[-1] if output.strip() else "",
     }
 
@@ -126,12 +149,14 @@ def main() -> None:
         rows = [run(args, weights, n, folder) for n in counts]
     print(f"model {args.model}; batch {args.batch_size}; {args.workers} worker(s); "
           f"{'drawn images + JSON' if args.draw else 'JSON only'}")  # fmt: skip
-    print(f"{'images':>7} {'wall s':>8} {'peak MB':>8} {'at 10% MB':>9} {'at end MB':>9} "
-          f"{'ratio':>6}")  # fmt: skip
+    print(f"{'images':>7} {'wall s':>8} {'peak MB':>8} {'ratio':>6} {'at 10% MB':>9} "
+          f"{'at end MB':>9} {'main RSS MB':>11} {'ratio':>6}")  # fmt: skip
     for row in rows:
         print(f"{row['images']:>7} {row['wall_s']:>8.1f} {row['peak_tree_mb']:>8.0f} "
-              f"{row['rss_at_10pct_mb']:>9.0f} {row['rss_at_end_mb']:>9.0f} "
-              f"{row['peak_tree_mb'] / rows[0]['peak_tree_mb']:>6.3f}")  # fmt: skip
+              f"{row['peak_tree_mb'] / rows[0]['peak_tree_mb']:>6.3f} "
+              f"{row['at_10pct_mb']:>9.0f} {row['at_end_mb']:>9.0f} "
+              f"{row['peak_main_rss_mb']:>11.0f} "
+              f"{row['peak_main_rss_mb'] / rows[0]['peak_main_rss_mb']:>6.3f}")  # fmt: skip
         print(f"        {row['summary']}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

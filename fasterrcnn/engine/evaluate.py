@@ -55,8 +55,8 @@ def select_images(
         first = dataset.images[min(missing)].file_name
         raise DatasetError(
             f"{len(missing)} of the {len(selected)} images to evaluate are not in "
-            f"{dataset.image_root} (first: {first}); allow missing images to evaluate the "
-            f"other {len(selected) - len(missing)}"
+            f"{dataset.image_root} (first: {first}); pass --allow-missing (allow_missing=True) "
+            f"to evaluate the other {len(selected) - len(missing)}"
         )
     indices = [i for i in selected if i not in missing]
     if not indices:
