@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = (REPO / ".." / "shared" / "data" / "coco-val-mini" / "val2017").resolve()
@@ -93,7 +94,7 @@ def tree_memory(root: int) -> tuple[int, int]:
     return sum(_pss(pid) for pid in _descendants(root)), rss
 
 
-def run(args: argparse.Namespace, weights: Path, count: int, folder: Path) -> dict[str, float]:
+def run(args: argparse.Namespace, weights: Path, count: int, folder: Path) -> dict[str, Any]:
     sources = sorted(p for p in args.images.iterdir() if p.suffix.lower() == ".jpg")
     images = folder / f"images_{count}"
     images.mkdir()

@@ -467,20 +467,20 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     else:
         head += f"{'dets':>6}"
     print(head)
-    for r in records:
+    for row in records:
         line = (
-            f"{r['image']:<17}{'x'.join(map(str, r['original'])):>10}"
-            f"{'x'.join(map(str, r['input_shape'])):>11}{r['rois']:>6}"
-            f"{r['flops']['total'] / 1e9:>8.1f}{r['predict_s']:>11.3f}"
-            f"{r['stages_total_s']:>10.3f}"
+            f"{row['image']:<17}{'x'.join(map(str, row['original'])):>10}"
+            f"{'x'.join(map(str, row['input_shape'])):>11}{row['rois']:>6}"
+            f"{row['flops']['total'] / 1e9:>8.1f}{row['predict_s']:>11.3f}"
+            f"{row['stages_total_s']:>10.3f}"
         )
         if tv_model is not None:
             line += (
-                f"{r['torchvision_s']:>8.3f}"
-                f"{str(r['detections']) + '/' + str(r['torchvision_detections']):>14}"
+                f"{row['torchvision_s']:>8.3f}"
+                f"{str(row['detections']) + '/' + str(row['torchvision_detections']):>14}"
             )
         else:
-            line += f"{r['detections']:>6}"
+            line += f"{row['detections']:>6}"
         print(line)
 
     # ---- stage table

@@ -30,7 +30,7 @@ class _Numpy1Pickler(pickle._Pickler):  # the pure-Python pickler lets us rename
 
     # The base class dispatches Python functions straight to its own save_global.
     dispatch = pickle._Pickler.dispatch.copy()
-    dispatch[types.FunctionType] = save_global
+    dispatch[types.FunctionType] = save_global  # type: ignore[assignment]
 
 
 def megengine_pickle_bytes(state_dict: dict[str, np.ndarray], protocol: int = 4) -> bytes:
