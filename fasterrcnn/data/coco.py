@@ -173,14 +173,16 @@ def _label(annotation: dict[str, Any], index: int) -> str:
     return f"annotation {annotation_id}" if is_int(annotation_id) else f"annotations[{index}]"
 
 
-def _check_annotation(annotation: dict[str, Any], index: int, source: str) -> None:
+def _check_annotation(
+    annotation: dict[str, Any], index: int, source: str, strict_boxes: bool
+) -> None:
     label = _label(annotation, index)
     if "id" in annotation and not is_int(annotation["id"]):
         raise DatasetError(f"{source}: annotations[{index}] has a non-integer id")
     bbox = annotation.get("bbox")
     if not is_box(bbox):
         raise DatasetError(f"{source}: {label} has no bbox of 4 numbers")
-    if bbox[2] < 0 or bbox[3] < 0:
+    if strict_boxes and (bbox[2] < 0 or bbox[3] < 0):
         raise DatasetError(f"{source}: {label} has a negative bbox width or height {bbox}")
     if "area" in annotation and not is_number(annotation["area"]):
         raise DatasetError(f"{source}: {label} has a non-numeric area")
@@ -189,13 +191,17 @@ def _check_annotation(annotation: dict[str, Any], index: int, source: str) -> No
 
 
 def _parse_annotations(
-    entries: list[dict[str, Any]], image_ids: set[int], category_ids: set[int], source: str
+    entries: list[dict[str, Any]],
+    image_ids: set[int],
+    category_ids: set[int],
+    source: str,
+    strict_boxes: bool = True,
 ) -> list[dict[str, Any]]:
     """Checked copies of the annotations with ``area``, ``iscrowd`` and ``id`` filled in."""
     unknown_images, unknown_categories = Tally(), Tally()
     used_ids: set[int] = set()
     for i, annotation in enumerate(entries):
-        _check_annotation(annotation, i, source)
+        _check_annotation(annotation, i, source, strict_boxes)
         annotation_id = annotation.get("id")
         if annotation_id is not None:
             if annotation_id in used_ids:
@@ -251,9 +257,19 @@ class CocoDataset:
 
     @classmethod
     def load(
-        cls, annotations: str | Path | Mapping[str, Any], image_root: str | Path | None = None
+        cls,
+        annotations: str | Path | Mapping[str, Any],
+        image_root: str | Path | None = None,
+        *,
+        strict_boxes: bool = True,
     ) -> CocoDataset:
-        """Read and validate an instances JSON file (or its already parsed dict)."""
+        """Read and validate an instances JSON file (or its already parsed dict).
+
+        ``strict_boxes=False`` accepts bboxes of negative width or height (kept as they are,
+        their filled-in ``area`` negative too) for a reader that drops and counts them itself,
+        as :class:`~fasterrcnn.data.train_dataset.TrainingDataset` does; evaluation keeps the
+        default, which rejects them.
+        """
         path: Path | None = None
         if isinstance(annotations, Mapping):
             data: Any = annotations
@@ -280,6 +296,7 @@ class CocoDataset:
             {image.id for image in images},
             {category["id"] for category in categories},
             source,
+            strict_boxes,
         )
         return cls(
             path,

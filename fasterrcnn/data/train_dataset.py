@@ -1,0 +1,346 @@
+"""Training samples from a COCO dataset: filtered boxes, multi-scale resize, horizontal flip.
+
+:class:`TrainingDataset` filters the annotations once, at construction, without decoding any
+image, in this order (each annotation is counted under the first reason that drops it):
+
+1. crowd annotations (``iscrowd == 1``) are dropped;
+2. annotations whose category id is not in the model's class table are dropped;
+3. ``bbox`` (x, y, w, h) becomes (x1, y1, x2, y2) and is clipped to the image
+   (``[0, width] x [0, height]`` of the file's image entry); boxes whose width or height is
+   then <= 0 are dropped as degenerate (negative sizes in the file included, see
+   ``CocoDataset.load(..., strict_boxes=False)``), the others that clipping changed are
+   counted as clipped;
+4. images left without a box are dropped.
+
+An image entry without ``width`` and ``height`` cannot be clipped before it is decoded: its
+boxes of size <= 0 are dropped (and counted) at construction, and the clipping to the
+decoded image, with the drop of boxes it leaves empty, happens in every ``__getitem__``
+(not counted; such an image may then have no box). An image whose decoded size differs from
+its entry's size is an :class:`~fasterrcnn.data.images.ImageError` when it is loaded.
+
+Item ``SampleKey(index, seed)`` is the kept image ``index`` augmented by draws from
+``random.Random(seed)``: a short side from ``short_sides`` (uniform), then a horizontal flip
+with probability ``flip_prob``. It is resized as inference resizes for that short side and
+``max_side`` and normalized. A sample is a function of its key only, whichever process or
+worker computes it (the ``torch_bilinear`` resize may differ in the last bits with the number
+of threads it runs on, as in inference; the cv2 and Pillow resizes do not).
+
+The per-image data is kept in a few numpy arrays, not in Python objects per image or box,
+so that ``DataLoader`` workers share it with the main process instead of copying it.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from operator import index as as_index
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from fasterrcnn.config import ClassTable, InputConfig
+from fasterrcnn.data.coco import CocoDataset, DatasetError
+from fasterrcnn.data.group_sampler import SampleKey
+from fasterrcnn.data.images import ImageError, read_image
+from fasterrcnn.data.transforms import batch_images, normalize_pixels, resize_pixels, resized_size
+from fasterrcnn.modeling.targets import Targets
+
+# Group ids of aspect_groups().
+WIDE = 0  # width >= height
+TALL = 1  # height > width
+UNSIZED = 2  # no width/height in the annotation file
+
+
+@dataclass(frozen=True)
+class FilterCounts:
+    """What the construction-time filtering kept and dropped (see the module docstring)."""
+
+    images_kept: int
+    images_dropped: int  # left without a usable box
+    boxes_kept: int
+    crowd_dropped: int
+    outside_classes_dropped: int  # category not in the class table
+    degenerate_dropped: int  # width or height <= 0 after clipping
+    boxes_clipped: int  # kept boxes that clipping changed
+
+    def line(self) -> str:
+        """One line for a training log."""
+        return (
+            f"training images: {self.images_kept} kept, {self.images_dropped} dropped without "
+            f"a usable box; boxes: {self.boxes_kept} kept ({self.boxes_clipped} clipped to "
+            f"the image), dropped: {self.crowd_dropped} crowd, {self.outside_classes_dropped} "
+            f"of categories outside the class table, {self.degenerate_dropped} degenerate"
+        )
+
+
+@dataclass
+class TrainingSample:
+    """One augmented training image.
+
+    ``image``: Tensor[3, h, w] float32, normalized, in the model's channel order, unpadded;
+    ``targets``: its boxes and labels in that frame (after resize and flip);
+    ``original_size``: (h, w) as decoded; ``short_side`` and ``flipped``: the augmentation
+    drawn; ``iteration``: the key's iteration (None if the key had none); ``cfg``: the
+    dataset's input config (the padding of :func:`collate_training`).
+    """
+
+    image: Tensor
+    targets: Targets
+    image_id: int
+    original_size: tuple[int, int]
+    short_side: int
+    flipped: bool
+    iteration: int | None
+    cfg: InputConfig
+
+
+@dataclass
+class TrainingBatch:
+    """N training samples padded into one network input.
+
+    ``images``: Tensor[N, 3, Hp, Wp] float32, padded at the bottom/right with the input
+    config's pad value to multiples of ``pad_divisor``; ``image_sizes``: (h, w) of each image
+    inside the padding; ``targets``: each image's ground truth in its network frame;
+    ``iteration``: the samples' iteration (None if their keys had none).
+    """
+
+    images: Tensor
+    image_sizes: list[tuple[int, int]]
+    targets: list[Targets]
+    image_ids: list[int]
+    original_sizes: list[tuple[int, int]]
+    iteration: int | None
+
+    def __len__(self) -> int:
+        return len(self.image_ids)
+
+    def to(self, device: torch.device | str) -> TrainingBatch:
+        return replace(
+            self, images=self.images.to(device), targets=[t.to(device) for t in self.targets]
+        )
+
+    def pin_memory(self) -> TrainingBatch:
+        """Called by the ``DataLoader`` (``pin_memory=True``) for fast copies to a GPU."""
+        return replace(
+            self,
+            images=self.images.pin_memory(),
+            targets=[Targets(t.boxes.pin_memory(), t.labels.pin_memory()) for t in self.targets],
+        )
+
+
+def collate_training(samples: Sequence[TrainingSample]) -> TrainingBatch:
+    """``collate_fn`` of the training ``DataLoader``: pad the samples' images into one batch
+    (:func:`~fasterrcnn.data.transforms.batch_images`), keep sizes, targets and ids."""
+    if not samples:
+        raise ValueError("collate_training: no samples to collate")
+    cfg = samples[0].cfg
+    if any(s.cfg != cfg for s in samples):
+        raise ValueError("collate_training: the samples come from different input configs")
+    iterations = {s.iteration for s in samples}
+    if len(iterations) > 1:
+        raise ValueError(f"collate_training: samples of several iterations {iterations}")
+    return TrainingBatch(
+        images=batch_images([s.image for s in samples], cfg),
+        image_sizes=[(s.image.shape[1], s.image.shape[2]) for s in samples],
+        targets=[s.targets for s in samples],
+        image_ids=[s.image_id for s in samples],
+        original_sizes=[s.original_size for s in samples],
+        iteration=samples[0].iteration,
+    )
+
+
+def _xyxy_clipped(bbox: list[float], height: int | None, width: int | None) -> list[float]:
+    x, y, w, h = (float(v) for v in bbox)
+    box = [x, y, x + w, y + h]
+    if height is None or width is None:
+        return box
+    return [min(max(v, 0.0), limit) for v, limit in zip(box, (width, height) * 2, strict=True)]
+
+
+class TrainingDataset(Dataset[TrainingSample]):
+    """The images of ``dataset`` with at least one usable box, as augmented training samples.
+
+    ``classes``: the model's class table (labels are indices into it); ``cfg``: the model's
+    input config, whose ``short_side`` and ``max_side`` are replaced per sample by one of
+    ``short_sides`` and ``max_side``. ``dataset`` must have been loaded with an image folder.
+    """
+
+    def __init__(
+        self,
+        dataset: CocoDataset,
+        classes: ClassTable,
+        cfg: InputConfig,
+        short_sides: Sequence[int],
+        max_side: int,
+        flip_prob: float = 0.5,
+    ) -> None:
+        self.source = str(dataset.path) if dataset.path is not None else "annotations dict"
+        if dataset.image_root is None:
+            raise DatasetError(f"{self.source}: loaded without an image folder to train on")
+        self.image_root: Path = dataset.image_root
+        self.cfg = cfg
+        self.short_sides = _check_sides(short_sides)
+        if not isinstance(max_side, int) or isinstance(max_side, bool) or max_side < 1:
+            raise ValueError(f"max_side must be a positive integer, not {max_side!r}")
+        self.max_side = max_side
+        if not (isinstance(flip_prob, (int, float)) and 0.0 <= flip_prob <= 1.0):
+            raise ValueError(f"flip_prob must be a number in [0, 1], not {flip_prob!r}")
+        self.flip_prob = float(flip_prob)
+        self._filter(dataset, classes)
+
+    def _filter(self, dataset: CocoDataset, classes: ClassTable) -> None:
+        label_of = {category_id: i for i, category_id in enumerate(classes.category_ids)}
+        crowd = outside = degenerate = clipped = dropped = 0
+        ids, names, sizes, starts = [], [], [], [0]
+        boxes: list[list[float]] = []
+        labels: list[int] = []
+        for image in dataset.images:
+            kept = 0
+            for annotation in dataset.annotations(image.id):
+                if annotation["iscrowd"] == 1:
+                    crowd += 1
+                    continue
+                if annotation["category_id"] not in label_of:
+                    outside += 1
+                    continue
+                box = _xyxy_clipped(annotation["bbox"], image.height, image.width)
+                if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
+                    degenerate += 1
+                    continue
+                x, y, w, h = (float(v) for v in annotation["bbox"])
+                clipped += box != [x, y, x + w, y + h]
+                boxes.append(box)
+                labels.append(label_of[annotation["category_id"]])
+                kept += 1
+            if not kept:
+                dropped += 1
+                continue
+            sized = image.height is not None and image.width is not None
+            ids.append(image.id)
+            names.append(image.file_name)
+            sizes.append((image.height, image.width) if sized else (-1, -1))
+            starts.append(starts[-1] + kept)
+        if not ids:
+            raise DatasetError(
+                f"{self.source}: no image with a usable box after dropping {crowd} crowd, "
+                f"{outside} outside-the-class-table and {degenerate} degenerate annotations "
+                f"(of {len(dataset.images)} images)"
+            )
+        self.counts = FilterCounts(
+            images_kept=len(ids),
+            images_dropped=dropped,
+            boxes_kept=len(boxes),
+            crowd_dropped=crowd,
+            outside_classes_dropped=outside,
+            degenerate_dropped=degenerate,
+            boxes_clipped=clipped,
+        )
+        self._image_ids = np.array(ids, dtype=np.int64)
+        self._file_names = np.array(names, dtype=np.str_)
+        self._sizes = np.array(sizes, dtype=np.int64).reshape(-1, 2)  # (h, w), -1: unknown
+        self._starts = np.array(starts, dtype=np.int64)
+        self._boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
+        self._labels = np.array(labels, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._image_ids)
+
+    @property
+    def image_ids(self) -> list[int]:
+        """The COCO ids of the kept images, in the annotation file's order."""
+        return self._image_ids.tolist()
+
+    def summary(self) -> str:
+        """One line: images kept and dropped, boxes kept, clipped and dropped by reason."""
+        return self.counts.line()
+
+    def aspect_groups(self) -> list[int]:
+        """Group id of each kept image from the file's sizes: ``WIDE`` (0) when width >=
+        height, ``TALL`` (1) when height > width, ``UNSIZED`` (2) when the file has no size."""
+        heights, widths = self._sizes[:, 0], self._sizes[:, 1]
+        groups = np.where(heights > widths, TALL, WIDE)
+        return np.where(heights < 0, UNSIZED, groups).tolist()
+
+    def image_path(self, index: int) -> Path:
+        return self.image_root / str(self._file_names[index])
+
+    def boxes(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Kept image ``index``'s filtered boxes ``(x1, y1, x2, y2)`` in file pixels,
+        float64 [G, 4], and their labels, int64 [G] (before any augmentation)."""
+        start, end = self._starts[index], self._starts[index + 1]
+        return self._boxes[start:end].copy(), self._labels[start:end].copy()
+
+    def draw_augmentation(self, seed: int) -> tuple[int, bool]:
+        """(short side, flip) of the sample with augmentation seed ``seed``."""
+        rng = random.Random(seed)
+        short_side = rng.choice(self.short_sides)
+        return short_side, rng.random() < self.flip_prob
+
+    def __getitem__(self, key: Any) -> TrainingSample:
+        index, seed, iteration = _parse_key(key)
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} is out of range for {len(self)} training images")
+        path = self.image_path(index)
+        image = read_image(path)
+        height, width = image.shape[:2]
+        boxes, labels = self.boxes(index)
+        file_height, file_width = self._sizes[index].tolist()
+        if file_height < 0:  # no size in the file: clip now
+            boxes = np.clip(boxes, 0.0, [width, height, width, height])
+            usable = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+            boxes, labels = boxes[usable], labels[usable]
+        elif (file_height, file_width) != (height, width):
+            raise ImageError(
+                f"{path}: decoded as {height}x{width} (h x w), the annotation file says "
+                f"{file_height}x{file_width}"
+            )
+        short_side, flip = self.draw_augmentation(seed)
+        cfg = replace(self.cfg, short_side=short_side, max_side=self.max_side)
+        new_h, new_w = resized_size(height, width, cfg)
+        pixels = normalize_pixels(resize_pixels(image, cfg), (new_h, new_w), cfg)
+        boxes = boxes * np.array([new_w / width, new_h / height] * 2)
+        if flip:
+            pixels = pixels.flip(-1)
+            boxes = np.stack(
+                [new_w - boxes[:, 2], boxes[:, 1], new_w - boxes[:, 0], boxes[:, 3]], 1
+            )
+        return TrainingSample(
+            image=pixels,
+            targets=Targets(
+                torch.from_numpy(boxes.astype(np.float32)).reshape(-1, 4),
+                torch.from_numpy(labels),
+            ),
+            image_id=int(self._image_ids[index]),
+            original_size=(height, width),
+            short_side=short_side,
+            flipped=flip,
+            iteration=iteration,
+            cfg=self.cfg,
+        )
+
+
+def _check_sides(short_sides: Sequence[int]) -> tuple[int, ...]:
+    sides = tuple(short_sides)
+    if not sides:
+        raise ValueError("short_sides is empty")
+    for side in sides:
+        if not isinstance(side, int) or isinstance(side, bool) or side < 1:
+            raise ValueError(f"short_sides must be positive integers, not {side!r}")
+    return sides
+
+
+def _parse_key(key: Any) -> tuple[int, int, int | None]:
+    """(index, seed, iteration) of a :class:`SampleKey` or an ``(index, seed)`` pair."""
+    if not isinstance(key, tuple) or len(key) not in (2, 3):
+        raise TypeError(
+            f"training samples are keyed by (index, seed) pairs (GroupedBatchSampler yields "
+            f"them), not {key!r}"
+        )
+    key = SampleKey(*key)
+    iteration = None if key.iteration is None else as_index(key.iteration)
+    return as_index(key.dataset_index), as_index(key.seed), iteration
