@@ -45,8 +45,10 @@ from fasterrcnn.zoo import (
     UnknownModelError,
     create_model,
     get_preset,
+    is_native,
     list_models,
 )
+from fasterrcnn.zoo.checkpoints import read_safetensors_metadata
 from fasterrcnn.zoo.presets import DEFAULT_MODEL
 
 logger = logging.getLogger("fasterrcnn")
@@ -76,7 +78,10 @@ def _non_negative(text: str) -> int:
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--model", default=DEFAULT_MODEL, metavar="NAME", help=f"preset (default {DEFAULT_MODEL})"
+        "--model",
+        metavar="NAME",
+        help="preset (default: the file's own model when --weights is a native fasterrcnn "
+        f".safetensors checkpoint, else {DEFAULT_MODEL})",
     )
     parser.add_argument(
         "--weights", metavar="PATH", help="local checkpoint file (default: the preset's download)"
@@ -192,13 +197,32 @@ def run_models() -> int:
     return 0
 
 
-def load_model(name: str, weights: str | None, device: str) -> Detector:
+def model_name(name: str | None, weights: str | None) -> str | None:
+    """The preset ``--model`` means: itself when given; None (the file's own configuration)
+    when ``--weights`` is a native checkpoint; otherwise the default preset. A safetensors file
+    without fasterrcnn metadata names no model, so it needs ``--model``."""
+    if name is not None:
+        return name
+    if weights is None:
+        return DEFAULT_MODEL
+    if is_native(weights):
+        return None
+    try:
+        read_safetensors_metadata(weights)
+    except CheckpointError:  # not a safetensors file (or a broken one: loading says so)
+        return DEFAULT_MODEL
+    raise CLIError(f"{weights}: has no fasterrcnn metadata; name the preset with --model")
+
+
+def load_model(name: str | None, weights: str | None, device: str) -> Detector:
+    """``--model``/``--weights`` as a model on ``device`` (see :func:`model_name`)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {device}: CUDA is not available here")
+    name = model_name(name, weights)
     try:
         if weights is not None:
             return create_model(name, weights=weights, device=device)
-        return create_model(name, pretrained=True, device=device)
+        return create_model(name or DEFAULT_MODEL, pretrained=True, device=device)
     except (UnknownModelError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     except DownloadError as err:

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from fasterrcnn.config_io import config_differences
 from fasterrcnn.engine.detector import Detector
 from fasterrcnn.zoo.checkpoints import CheckpointError, load_into
 from fasterrcnn.zoo.download import DownloadError, fetch_weights
+from fasterrcnn.zoo.native import NativeCheckpoint, is_native, read_native, save_native
 from fasterrcnn.zoo.presets import PRESETS, Preset
+
+logger = logging.getLogger("fasterrcnn")
 
 
 class UnknownModelError(KeyError):
@@ -35,40 +40,92 @@ def get_preset(name: str) -> Preset:
 
 
 def create_model(
-    name: str,
-    weights: str | Path | Mapping[str, Any] | None = None,
+    name: str | None = None,
+    weights: str | Path | Mapping[str, Any] | NativeCheckpoint | None = None,
     *,
     pretrained: bool = False,
     device: str | torch.device | None = None,
 ) -> Detector:
-    """Build preset ``name`` in eval mode.
+    """Build a model in eval mode: preset ``name``, or the model a native checkpoint holds.
 
-    ``weights``: a checkpoint file or state dict of the preset's family (or of this
-    library); ``pretrained=True`` downloads the preset's published weights into the cache
-    instead (and builds the model as those weights need it, see
+    ``weights``: a native checkpoint (a file written by
+    :func:`~fasterrcnn.zoo.native.save_native`, or a :class:`NativeCheckpoint`) builds the
+    model of its own configuration (class table included), and ``name`` may be None. If a
+    ``name`` is given as well and its configuration differs from the file's (another body,
+    another class count...), the file wins: its configuration is used and a warning on the
+    ``fasterrcnn`` logger names the fields that differ.
+
+    Any other ``weights`` (a checkpoint file or state dict of the preset's family or of this
+    library) needs ``name``; ``pretrained=True`` downloads the preset's published weights into
+    the cache instead (and builds the model as those weights need it, see
     :class:`~fasterrcnn.zoo.presets.WeightsInfo`). With neither, the weights are freshly
     initialized.
     """
-    preset = get_preset(name)
-    config = preset.config
-    if weights is None and pretrained:
-        if preset.weights is None:
-            raise DownloadError(f"{name} has no published weights")
-        config = preset.weights.model_config(config)
-        weights = fetch_weights(preset.weights)
-    model = Detector(config)
-    if weights is not None:
-        load_into(model, weights, preset.family)
+    native = _native_weights(name, weights)
+    if native is not None:
+        if name is not None:
+            _warn_if_overridden(get_preset(name), native, weights)
+        model = Detector(native.config)
+        try:
+            load_into(model, native.state_dict, "native")
+        except CheckpointError as err:
+            where = f"{weights}: " if isinstance(weights, (str, Path)) else ""
+            raise CheckpointError(f"{where}{err}") from None
+    else:
+        if name is None:
+            raise UnknownModelError(
+                "create_model: name a preset (see list_models()) unless weights is a native "
+                "fasterrcnn checkpoint"
+            )
+        preset = get_preset(name)
+        config = preset.config
+        if weights is None and pretrained:
+            if preset.weights is None:
+                raise DownloadError(f"{name} has no published weights")
+            config = preset.weights.model_config(config)
+            weights = fetch_weights(preset.weights)
+        model = Detector(config)
+        if weights is not None and not isinstance(weights, NativeCheckpoint):
+            load_into(model, weights, preset.family)
     if device is not None:
         model.to(device)
     return model.eval()
 
 
+def _native_weights(
+    name: str | None, weights: str | Path | Mapping[str, Any] | NativeCheckpoint | None
+) -> NativeCheckpoint | None:
+    """The native checkpoint ``weights`` is or names, if any. Without a preset ``name``, a
+    file must be one (else a one-line CheckpointError says why it is not)."""
+    if isinstance(weights, NativeCheckpoint):
+        return weights
+    if isinstance(weights, (str, Path)) and (name is None or is_native(weights)):
+        return read_native(weights)
+    return None
+
+
+def _warn_if_overridden(preset: Preset, native: NativeCheckpoint, weights: object) -> None:
+    differences = config_differences(native.config, preset.config)
+    if not differences:
+        return
+    source = weights if isinstance(weights, (str, Path)) else "the native checkpoint"
+    logger.warning(
+        "%s holds its own model configuration, which is used instead of %s's (they differ in %s)",
+        source,
+        preset.name,
+        ", ".join(differences),
+    )
+
+
 __all__ = [
     "CheckpointError",
     "DownloadError",
+    "NativeCheckpoint",
     "UnknownModelError",
     "create_model",
     "get_preset",
+    "is_native",
     "list_models",
+    "read_native",
+    "save_native",
 ]

@@ -295,18 +295,21 @@ def unwrap(obj: Any) -> Mapping[str, Any]:
 
 
 def read_state_dict(path: str | Path) -> Mapping[str, Any]:
-    """Read a ``.pth``/``.pt`` (torch, weights only), ``.safetensors`` or pickle file."""
+    """Read a ``.pth``/``.pt`` (torch, weights only), safetensors or pickle file.
+
+    A safetensors file is recognised by its ``.safetensors`` suffix or by its header.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such file")
+    with path.open("rb") as file:
+        head = file.read(9)
+    if path.suffix == ".safetensors" or _looks_like_safetensors(head, path.stat().st_size):
+        return read_safetensors(path)[0]
     data = path.read_bytes()
     if not data:
         raise CheckpointError(f"{path}: empty file")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load as load_safetensors
-
-            return load_safetensors(data)
         if zipfile.is_zipfile(io.BytesIO(data)):
             return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         return safe_unpickle(data)
@@ -315,6 +318,47 @@ def read_state_dict(path: str | Path) -> Mapping[str, Any]:
     except Exception as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise CheckpointError(f"{path}: not a checkpoint file ({reason})") from None
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    """Whether a file of ``size`` bytes starting with ``head`` (its first 9 bytes) opens like
+    a safetensors file: an 8-byte little-endian header length that fits, then ``{``."""
+    return len(head) == 9 and head[8:] == b"{" and int.from_bytes(head[:8], "little") < size - 8
+
+
+def _open_safetensors(path: Path) -> Any:
+    """``safetensors.safe_open`` on ``path``; a missing, empty or malformed file (including a
+    truncated one: the header must cover the whole file) is a one-line CheckpointError."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: empty file")
+    try:
+        return safe_open(str(path), framework="pt", device="cpu")
+    except Exception as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(f"{path}: not a safetensors file ({reason})") from None
+
+
+def read_safetensors_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata in a safetensors file's header ({} if it has none), without
+    reading its tensors."""
+    with _open_safetensors(Path(path)) as file:
+        return dict(file.metadata() or {})
+
+
+def read_safetensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """A safetensors file's tensors (on the CPU, in the file's order) and its metadata."""
+    path = Path(path)
+    with _open_safetensors(path) as file:
+        try:
+            tensors = {key: file.get_tensor(key) for key in file.keys()}
+        except Exception as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise CheckpointError(f"{path}: unreadable tensor data ({reason})") from None
+        return tensors, dict(file.metadata() or {})
 
 
 # Globals a pickled dict of numpy arrays may reference, under numpy 1.x and 2.x names (both
