@@ -56,7 +56,9 @@ class BodyConfig:
     width_per_group: int = 64
     # Where a bottleneck's stride goes: False = the 3x3 conv (torchvision), True = first 1x1.
     stride_in_1x1: bool = False
-    norm: Literal["frozen_bn", "bn"] = "frozen_bn"
+    # "frozen_bn": fixed statistics and affine (pretrained bodies); "bn": trainable batch norm
+    # (SyncBN under DDP when asked); "gn": group norm, 32 groups (training from scratch).
+    norm: Literal["frozen_bn", "bn", "gn"] = "frozen_bn"
     norm_eps: float = 1e-5
     # Stages frozen for training: 0 none, 1 the stem, 2 stem + res2, ...
     freeze_at: int = 2
@@ -122,6 +124,25 @@ class BoxCoderConfig:
 
 
 @dataclass(frozen=True)
+class SamplingConfig:
+    """How training labels anchors (RPN) or proposals (RoI heads) and picks those that count.
+
+    A box whose best IoU with the ground truth is ``>= fg_iou_threshold`` is foreground;
+    in ``[bg_iou_low, bg_iou_threshold)`` background; otherwise ignored. With
+    ``allow_low_quality_matches`` each ground-truth box also makes its best-overlapping boxes
+    (ties included) foreground. Per image, ``batch_size_per_image`` boxes are drawn at random,
+    at most ``positive_fraction`` of them foreground.
+    """
+
+    fg_iou_threshold: float
+    bg_iou_threshold: float
+    bg_iou_low: float = 0.0
+    allow_low_quality_matches: bool = False
+    batch_size_per_image: int = 256
+    positive_fraction: float = 0.5
+
+
+@dataclass(frozen=True)
 class RPNConfig:
     """Region proposal network head and proposal selection."""
 
@@ -138,6 +159,24 @@ class RPNConfig:
     nms_plus_one: bool = False
     # Proposals narrower or shorter than this (or empty) are dropped after clipping.
     min_size: float = 1e-3
+    # Training: anchor labels and sampling, and the losses.
+    sampling: SamplingConfig = field(
+        default_factory=lambda: SamplingConfig(
+            fg_iou_threshold=0.7,
+            bg_iou_threshold=0.3,
+            allow_low_quality_matches=True,
+            batch_size_per_image=256,
+            positive_fraction=0.5,
+        )
+    )
+    # Match the anchors of each pyramid level to the ground truth on their own (MegEngine
+    # 0.x), instead of all levels' anchors together.
+    match_per_level: bool = False
+    # Box loss: smooth L1 with this beta; 0 is plain L1.
+    smooth_l1_beta: float = 1.0 / 9
+    # Both losses are divided by the number of sampled anchors ("sampled") or by
+    # batch_size_per_image x images ("nominal", detectron2).
+    loss_normalizer: Literal["sampled", "nominal"] = "sampled"
 
 
 @dataclass(frozen=True)
@@ -172,6 +211,18 @@ class BoxHeadConfig:
     box_coder: BoxCoderConfig = field(
         default_factory=lambda: BoxCoderConfig(weights=(10.0, 10.0, 5.0, 5.0))
     )
+    # Training: proposal labels and sampling (the ground-truth boxes are added to the
+    # proposals first), and the box loss's smooth L1 beta (0 is plain L1). Both losses are
+    # divided by the number of sampled RoIs.
+    sampling: SamplingConfig = field(
+        default_factory=lambda: SamplingConfig(
+            fg_iou_threshold=0.5,
+            bg_iou_threshold=0.5,
+            batch_size_per_image=512,
+            positive_fraction=0.25,
+        )
+    )
+    smooth_l1_beta: float = 1.0 / 9
 
 
 @dataclass(frozen=True)

@@ -129,7 +129,9 @@ class TrainingBatch:
         return replace(
             self,
             images=self.images.pin_memory(),
-            targets=[Targets(t.boxes.pin_memory(), t.labels.pin_memory()) for t in self.targets],
+            targets=[
+                Targets(t.boxes.pin_memory(), t.labels.pin_memory(), t.seed) for t in self.targets
+            ],
         )
 
 
@@ -314,6 +316,7 @@ class TrainingDataset(Dataset[TrainingSample]):
             targets=Targets(
                 torch.from_numpy(boxes.astype(np.float32)).reshape(-1, 4),
                 torch.from_numpy(labels),
+                seed=seed,
             ),
             image_id=int(self._image_ids[index]),
             original_size=(height, width),

@@ -58,6 +58,8 @@ def make_norm(kind: str, channels: int, eps: float) -> nn.Module:
         return FrozenBatchNorm2d(channels, eps)
     if kind == "bn":
         return nn.BatchNorm2d(channels, eps=eps)
+    if kind == "gn":
+        return nn.GroupNorm(32, channels, eps=eps)
     raise ValueError(f"unknown norm {kind!r}")
 
 
@@ -139,6 +141,9 @@ class ResNet(nn.Module):
                 layers.append(block(in_ch, planes, stride, cfg))
                 in_ch = cfg.out_channels[i]
             self.add_module(f"layer{i + 1}", nn.Sequential(*layers))
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):  # He init, for training from scratch
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
         self.freeze(cfg.freeze_at)
 
     @property

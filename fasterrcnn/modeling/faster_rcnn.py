@@ -20,7 +20,10 @@ from fasterrcnn.config import ModelConfig
 from fasterrcnn.modeling.fpn import Backbone
 from fasterrcnn.modeling.postprocess import DetectionPostProcess, ImageDetections
 from fasterrcnn.modeling.roi_heads import RoIHeads
+from fasterrcnn.modeling.roi_training import RoISamples, roi_losses, sample_rois
 from fasterrcnn.modeling.rpn import RPN, RPNOutput
+from fasterrcnn.modeling.rpn_training import rpn_losses
+from fasterrcnn.modeling.targets import Targets
 
 ImageSize = tuple[int, int]
 
@@ -30,8 +33,9 @@ class RawOutputs:
     """Everything the network predicts for a batch, before post-processing.
 
     ``features``: [P2..P6]; ``rpn``: RPN predictions and per-image proposals;
-    ``rois``: Tensor[R, 5] ``(batch_index, x1, y1, x2, y2)``, the proposals of all images;
-    ``class_logits``: Tensor[R, K]; ``box_deltas``: Tensor[R, C or K, 4].
+    ``rois``: Tensor[R, 5] ``(batch_index, x1, y1, x2, y2)``, the proposals of all images
+    (in training, the sampled ones); ``class_logits``: Tensor[R, K]; ``box_deltas``:
+    Tensor[R, C or K, 4]; ``roi_samples``: in training, the sampled RoIs' targets.
     """
 
     features: list[Tensor]
@@ -39,6 +43,7 @@ class RawOutputs:
     rois: Tensor
     class_logits: Tensor
     box_deltas: Tensor
+    roi_samples: RoISamples | None = None
 
 
 class FasterRCNN(nn.Module):
@@ -47,6 +52,10 @@ class FasterRCNN(nn.Module):
     ``forward(images, image_sizes)``: ``images`` Tensor[N, 3, Hp, Wp] normalized and padded at
     the bottom/right (see :mod:`fasterrcnn.data.transforms`), ``image_sizes`` the (h, w) of each
     image inside the padding -> :class:`RawOutputs`. :meth:`detect` adds post-processing.
+
+    Training: ``forward(images, image_sizes, targets)`` in train mode runs the box head on RoIs
+    sampled against ``targets`` (one :class:`Targets` per image); :meth:`losses` turns its
+    outputs into the four losses.
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -63,18 +72,39 @@ class FasterRCNN(nn.Module):
     def device(self) -> torch.device:
         return next(self.parameters()).device
 
-    def forward(self, images: Tensor, image_sizes: Sequence[ImageSize]) -> RawOutputs:
+    def forward(
+        self,
+        images: Tensor,
+        image_sizes: Sequence[ImageSize],
+        targets: Sequence[Targets] | None = None,
+    ) -> RawOutputs:
         features = self.backbone(images)
         padded_size = (images.shape[-2], images.shape[-1])
         rpn = self.rpn(features, list(image_sizes), padded_size)
-        rois = torch.cat(
-            [
-                torch.cat([p.boxes.new_full((len(p.boxes), 1), i), p.boxes], dim=1)
-                for i, p in enumerate(rpn.proposals)
-            ]
-        )
+        samples = None
+        if targets is None:
+            rois = torch.cat(
+                [
+                    torch.cat([p.boxes.new_full((len(p.boxes), 1), i), p.boxes], dim=1)
+                    for i, p in enumerate(rpn.proposals)
+                ]
+            )
+        else:
+            samples = sample_rois([p.boxes for p in rpn.proposals], targets, self.config.box_head)
+            rois = samples.rois
         class_logits, box_deltas = self.roi_heads(features[:4], rois)
-        return RawOutputs(features, rpn, rois, class_logits, box_deltas)
+        return RawOutputs(features, rpn, rois, class_logits, box_deltas, samples)
+
+    def losses(self, raw: RawOutputs, targets: Sequence[Targets]) -> dict[str, Tensor]:
+        """The RPN's and the RoI heads' losses for outputs of ``forward(..., targets)``:
+        ``rpn_objectness``, ``rpn_box``, ``roi_classification``, ``roi_box`` (scalars)."""
+        if raw.roi_samples is None:
+            raise ValueError("losses need the outputs of forward(images, image_sizes, targets)")
+        cfg = self.config
+        return {
+            **rpn_losses(raw.rpn, targets, cfg.rpn),
+            **roi_losses(raw.class_logits, raw.box_deltas, raw.roi_samples, cfg.box_head),
+        }
 
     def postprocess_detections(
         self,

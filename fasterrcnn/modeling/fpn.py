@@ -17,6 +17,9 @@ class ConvNorm(nn.Module):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel, padding=kernel // 2, bias=bias)
         self.norm = nn.BatchNorm2d(out_ch) if norm else None
+        nn.init.kaiming_uniform_(self.conv.weight, a=1)
+        if self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.conv(x)

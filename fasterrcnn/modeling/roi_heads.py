@@ -70,6 +70,9 @@ class BoxHead(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(in_features, fc_dim)
         self.fc2 = nn.Linear(fc_dim, fc_dim)
+        for fc in (self.fc1, self.fc2):
+            nn.init.kaiming_uniform_(fc.weight, a=1)
+            nn.init.zeros_(fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         x = F.relu(self.fc1(x.flatten(1)), inplace=True)
@@ -86,6 +89,14 @@ class BoxPredictor(nn.Module):
         num_boxes = num_logits if cfg.deltas_include_background else cfg.num_classes
         self.cls_score = nn.Linear(fc_dim, num_logits)
         self.bbox_pred = nn.Linear(fc_dim, num_boxes * 4)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Small random weights, zero biases: every class starts equally likely."""
+        nn.init.normal_(self.cls_score.weight, std=0.01)
+        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        nn.init.zeros_(self.cls_score.bias)
+        nn.init.zeros_(self.bbox_pred.bias)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         return self.cls_score(x), self.bbox_pred(x).view(x.shape[0], -1, 4)

@@ -79,6 +79,10 @@ class RPNHead(nn.Module):
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)
         self.objectness = nn.Conv2d(channels, num_anchors * logits_per_anchor, 1)
         self.deltas = nn.Conv2d(channels, num_anchors * 4, 1)
+        for conv in (self.conv, self.objectness, self.deltas):
+            nn.init.normal_(conv.weight, std=0.01)
+            if conv.bias is not None:
+                nn.init.zeros_(conv.bias)
 
     def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         objectness, deltas = [], []

@@ -16,6 +16,7 @@ from fasterrcnn.config import (
     PostprocessConfig,
     RoIPoolerConfig,
     RPNConfig,
+    SamplingConfig,
 )
 from fasterrcnn.data.coco_classes import COCO_80, COCO_90
 from fasterrcnn.zoo.checkpoints import Family
@@ -104,6 +105,7 @@ TORCHVISION_R50_FPN = Preset(
 # cv2 (INTER_LINEAR, Python round), pad them to 32 with raw 0 before normalizing, and use
 # MegEngine's RoIAlign (aligned, 2 samples, 0 outside the map), an 81-way softmax, deltas
 # scaled by (0.1, 0.1, 0.2, 0.2) without a dw/dh clamp, and per-class NMS in original pixels.
+# Training: L1 box losses (beta 0) and half of the 512 sampled RoIs may be foreground.
 _MGE_URL = "https://data.megengine.org.cn/models/weights/"
 
 MEGENGINE_1X = ModelConfig(
@@ -125,6 +127,7 @@ MEGENGINE_1X = ModelConfig(
         box_coder=BoxCoderConfig(weights=(1.0, 1.0, 1.0, 1.0), clamp=False),
         post_nms_top_n_train=1000,
         min_size=0.0,
+        smooth_l1_beta=0.0,
     ),
     pooler=RoIPoolerConfig(sampling_ratio=2, aligned=True, border="zero", level_epsilon=0.0),
     box_head=BoxHeadConfig(
@@ -132,19 +135,27 @@ MEGENGINE_1X = ModelConfig(
         background="first",
         deltas_include_background=False,
         box_coder=BoxCoderConfig(weights=(10.0, 10.0, 5.0, 5.0), clamp=False),
+        sampling=SamplingConfig(
+            fg_iou_threshold=0.5,
+            bg_iou_threshold=0.5,
+            batch_size_per_image=512,
+            positive_fraction=0.5,
+        ),
+        smooth_l1_beta=0.0,
     ),
     postprocess=PostprocessConfig(min_size=None, clip_frame="original"),
 )
 
-# The 0.x era (the 38.8 weights): Detectron-1 anchors, a 2-class softmax RPN with "+1" NMS,
-# FPN convs without bias, and background deltas in the box predictor.
+# The 0.x era (the 38.8 weights): Detectron-1 anchors, a 2-class softmax RPN with "+1" NMS
+# whose anchors are matched level by level in training, FPN convs without bias, and
+# background deltas in the box predictor.
 MEGENGINE_0X = replace(
     MEGENGINE_1X,
     fpn=FPNConfig(conv_bias=False, upsample="bilinear"),
     anchors=AnchorConfig(
         shape_rule="legacy_plus_one", center_offset=-0.5, legacy_base_size=16, stride_rule="nominal"
     ),
-    rpn=replace(MEGENGINE_1X.rpn, objectness="softmax2", nms_plus_one=True),
+    rpn=replace(MEGENGINE_1X.rpn, objectness="softmax2", nms_plus_one=True, match_per_level=True),
     box_head=replace(MEGENGINE_1X.box_head, deltas_include_background=True),
 )
 
