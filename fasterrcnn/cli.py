@@ -1,4 +1,4 @@
-"""Command line: ``fasterrcnn detect``, ``fasterrcnn eval`` and ``fasterrcnn models``.
+"""Command line: ``fasterrcnn detect``, ``eval``, ``train`` and ``models``.
 
 Every expected failure (a bad image, a bad checkpoint, an unknown model, a bad annotation
 file, no network) is one line on stderr and a non-zero exit status: 1 when some images failed
@@ -24,7 +24,8 @@ import torch
 from tqdm import tqdm
 
 from fasterrcnn.data.coco import CocoDataset, DatasetError
-from fasterrcnn.data.images import list_images
+from fasterrcnn.data.images import ImageError, list_images
+from fasterrcnn.data.train_dataset import TrainingDataset
 from fasterrcnn.engine.coco_evaluator import CocoMetrics, evaluate_results, load_results
 from fasterrcnn.engine.detections import Detections
 from fasterrcnn.engine.detector import Detector
@@ -38,6 +39,14 @@ from fasterrcnn.engine.distributed import (
 )
 from fasterrcnn.engine.evaluate import class_mapping, detect_dataset, evaluate_found, select_images
 from fasterrcnn.engine.inference import run_inference
+from fasterrcnn.engine.train import (
+    EvalSet,
+    TrainingError,
+    TrainOptions,
+    check_output_folder,
+    train,
+)
+from fasterrcnn.engine.train_setup import prepare_training_model
 from fasterrcnn.engine.visualize import draw_detections
 from fasterrcnn.zoo import (
     CheckpointError,
@@ -148,8 +157,65 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(evaluate)
 
+    _add_train_parser(commands)
     commands.add_parser("models", help="list the presets and their published weights")
     return parser
+
+
+def _add_train_parser(commands: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train",
+        help="train or fine-tune a model on a COCO-format dataset",
+        description="Train a model (from a preset's weights, a checkpoint, an ImageNet body or "
+        "from scratch) on a COCO-format dataset; under torchrun with DDP. Writes checkpoints, "
+        "metrics.jsonl and model_final.safetensors into --output.",
+    )
+    train.add_argument("--images", required=True, metavar="DIR", help="training images")
+    train.add_argument("--annotations", required=True, metavar="FILE", help="instances JSON")
+    train.add_argument("--model", metavar="NAME", help=f"preset (default {DEFAULT_MODEL})")
+    start = train.add_mutually_exclusive_group()
+    start.add_argument("--weights", metavar="PATH", help="detector checkpoint to start from")
+    start.add_argument(
+        "--pretrained", action="store_true", help="start from the preset's published weights"
+    )
+    train.add_argument(
+        "--body-weights", metavar="PATH", help="ImageNet ResNet checkpoint for the body"
+    )
+    train.add_argument("--output", default="run", metavar="DIR", help="(default: run)")
+    train.add_argument(
+        "--batch-size", type=_positive, default=2, metavar="B", help="images per process (2)"
+    )
+    train.add_argument("--schedule", choices=("1x", "2x", "3x"), default="1x", help="(1x)")
+    train.add_argument(
+        "--max-iter", type=_positive, metavar="N", help="iterations (else the schedule's)"
+    )
+    train.add_argument("--lr", type=float, help="base learning rate (default 0.02 x batch / 16)")
+    train.add_argument(
+        "--short-side", type=_positive, nargs="+", metavar="S",
+        help="short sides to draw from (default 640 672 704 736 768 800)",
+    )  # fmt: skip
+    train.add_argument("--max-side", type=_positive, default=1333, metavar="M", help="(1333)")
+    train.add_argument("--eval-images", metavar="DIR", help="evaluation images")
+    train.add_argument("--eval-annotations", metavar="FILE", help="evaluation instances JSON")
+    train.add_argument(
+        "--eval-period", type=_non_negative, default=0, metavar="N",
+        help="evaluate every N iterations (0: at the end only)",
+    )  # fmt: skip
+    train.add_argument(
+        "--checkpoint-period", type=_positive, default=5000, metavar="N", help="(5000)"
+    )
+    train.add_argument("--log-period", type=_positive, default=20, metavar="N", help="(20)")
+    train.add_argument("--resume", action="store_true", help="continue the run in --output")
+    train.add_argument(
+        "--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
+        help="autocast precision (fp16: CUDA only, with loss scaling)",
+    )  # fmt: skip
+    train.add_argument("--clip-grad", type=float, metavar="NORM", help="clip the gradient norm")
+    train.add_argument("--seed", type=int, default=0, help="(0)")
+    train.add_argument(
+        "--workers", type=_non_negative, default=2, help="data loading processes (2)"
+    )
+    train.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -160,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_models()
         if args.command == "eval":
             return run_eval(args)
+        if args.command == "train":
+            return run_train(args)
         return run_detect(args)
     except CLIError as err:
         print(f"fasterrcnn: error: {err}", file=sys.stderr)
@@ -406,6 +474,72 @@ def _report(metrics: CocoMetrics, metrics_file: str | None, seconds: float) -> N
     )
     if metrics_file is not None:
         Path(metrics_file).write_text(json.dumps(metrics.to_dict(), indent=1) + "\n")
+
+
+# --------------------------------------------------------------------------- train
+
+
+def run_train(args: argparse.Namespace) -> int:
+    logger.setLevel(logging.INFO)
+    if (args.eval_images is None) != (args.eval_annotations is None):
+        raise CLIError("give --eval-images and --eval-annotations together")
+    if args.precision == "fp16" and not args.device.startswith("cuda"):
+        raise CLIError("--precision fp16 needs --device cuda (on CPU use bf16)")
+    output = Path(args.output)
+    try:
+        check_output_folder(output)
+    except TrainingError as err:
+        raise CLIError(str(err)) from None
+    _, device = start_processes(args.device)
+    short_sides = tuple(args.short_side) if args.short_side else TrainOptions.short_sides
+    try:
+        coco = CocoDataset.load(args.annotations, args.images, strict_boxes=False)
+        missing = coco.missing_images()
+        if missing:
+            raise DatasetError(
+                f"{len(missing)} of the {len(coco)} training images are not in {args.images} "
+                f"(first: {coco.images[missing[0]].file_name})"
+            )
+        evaluation = None
+        if args.eval_images is not None:
+            eval_coco = CocoDataset.load(args.eval_annotations, args.eval_images)
+            evaluation = EvalSet(eval_coco, select_images(eval_coco))
+    except DatasetError as err:
+        raise CLIError(str(err)) from None
+    name = model_name(args.model, args.weights)
+    try:
+        start = prepare_training_model(
+            name, coco.classes, weights=args.weights, pretrained=args.pretrained,
+            body_weights=args.body_weights, short_sides=short_sides, max_side=args.max_side,
+        )  # fmt: skip
+    except (UnknownModelError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    except DownloadError as err:
+        raise CLIError(f"no weights for {name}: {err}; pass --weights PATH", status=1) from None
+    for note in start.notes:
+        logger.info("%s", note)
+    model = start.model.to(device)
+    try:
+        data = TrainingDataset(
+            coco, model.config.classes, model.config.input, short_sides, args.max_side
+        )
+        if evaluation is not None:
+            class_mapping(model, evaluation.dataset)
+    except DatasetError as err:
+        raise CLIError(str(err)) from None
+    logger.info("%s", data.summary())
+    options = TrainOptions(
+        output=output, batch_size=args.batch_size, schedule=args.schedule,
+        max_iter=args.max_iter, lr=args.lr, short_sides=short_sides, max_side=args.max_side,
+        clip_grad_norm=args.clip_grad, precision=args.precision, workers=args.workers,
+        seed=args.seed, log_period=args.log_period, checkpoint_period=args.checkpoint_period,
+        eval_period=args.eval_period, resume=args.resume,
+    )  # fmt: skip
+    try:
+        train(model, data, options, evaluation=evaluation, preset=name)
+    except (TrainingError, CheckpointError, ImageError) as err:
+        raise CLIError(str(err), status=1) from None
+    return 0
 
 
 if __name__ == "__main__":

@@ -160,3 +160,15 @@ def test_hand_computed_gradient_of_one_sample_point():
         expected[0, 0, 2, 2] = 7.0 * 0.25 * 0.5
         expected[0, 0, 2, 3] = 7.0 * 0.25 * 0.5
         torch.testing.assert_close(features.grad, expected, rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("border", ["clamp", "zero"])
+def test_bfloat16_features_near_the_far_border(border: str) -> None:
+    """In bfloat16, 303 (the last column of a 304-wide map) rounds to 304: sample positions
+    are computed in float32, so a RoI at the far edge pools the map's own last columns."""
+    features = torch.randn(1, 8, 6, 304, generator=torch.Generator().manual_seed(0))
+    rois = torch.tensor([[0.0, 1200.0, 2.0, 1216.0, 20.0], [0.0, 1210.0, 0.0, 1215.5, 23.0]])
+    low = roi_align_pure(features.bfloat16(), rois, (2, 2), 0.25, 2, True, border)
+    exact = roi_align_pure(features.bfloat16().float(), rois, (2, 2), 0.25, 2, True, border)
+    assert low.dtype == torch.bfloat16
+    torch.testing.assert_close(low.float(), exact, rtol=2e-2, atol=2e-2)

@@ -82,7 +82,9 @@ def roi_align_pure(
     # A view when the map is channels-last, else one copy.
     table = features.permute(0, 2, 3, 1).reshape(n * height * width, channels)
 
-    rois = rois.to(features.dtype)
+    # Sample positions and bilinear weights in at least float32: in bfloat16 a position near
+    # the far border of a wide map would round past it.
+    rois = rois.to(torch.promote_types(features.dtype, torch.float32))
     offset = 0.5 if aligned else 0.0
     start_x = rois[:, 1] * spatial_scale - offset
     start_y = rois[:, 2] * spatial_scale - offset
@@ -116,7 +118,7 @@ def roi_align_pure(
             pixel.reshape(k * ph * pw, -1),
             table,
             mode="sum",
-            per_sample_weights=weight.reshape(k * ph * pw, -1),
+            per_sample_weights=weight.reshape(k * ph * pw, -1).to(table.dtype),
         )
         out = out.index_copy(0, index, bags.view(k, ph, pw, channels))
     return out.permute(0, 3, 1, 2)

@@ -1,0 +1,123 @@
+"""The model a training run starts from: its class table, its normalization and its weights.
+
+- Training data whose categories are the model's own keeps the model's class table; any
+  other categories make the table of the annotation file, with a freshly initialized box
+  predictor for it and every other weight loaded (fine-tuning).
+- A body without pretrained weights (neither a detector checkpoint nor an ImageNet one) has no
+  statistics for its frozen batch norm, which would then be an identity: it trains with group
+  norm instead.
+- The test-time input size becomes the largest training short side and the training long side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import torch
+
+from fasterrcnn.config import ClassTable, ModelConfig
+from fasterrcnn.engine.detector import Detector
+from fasterrcnn.zoo import create_model, get_preset
+from fasterrcnn.zoo.body_weights import load_body_weights
+from fasterrcnn.zoo.presets import DEFAULT_MODEL
+
+UNUSED_CLASS = "N/A"  # slots of a class table that no category uses (torchvision's 91-way head)
+
+
+@dataclass
+class TrainingStart:
+    """The model to train and one log line per decision taken about it."""
+
+    model: Detector
+    notes: list[str] = field(default_factory=list)
+
+
+def same_categories(model_classes: ClassTable, dataset_classes: ClassTable) -> bool:
+    """Whether the dataset's categories are exactly the model's classes (ids and names; the
+    model's unused "N/A" slots aside)."""
+    used = {
+        (i, n)
+        for i, n in zip(model_classes.category_ids, model_classes.names, strict=True)
+        if n != UNUSED_CLASS
+    }
+    return used == set(zip(dataset_classes.category_ids, dataset_classes.names, strict=True))
+
+
+def with_classes(config: ModelConfig, classes: ClassTable) -> ModelConfig:
+    return replace(
+        config, classes=classes, box_head=replace(config.box_head, num_classes=len(classes))
+    )
+
+
+def prepare_training_model(
+    name: str | None,
+    dataset_classes: ClassTable,
+    *,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    body_weights: str | Path | None = None,
+    short_sides: tuple[int, ...] | None = None,
+    max_side: int | None = None,
+) -> TrainingStart:
+    """The model a run trains, in train mode on the CPU (see the module docstring).
+
+    ``name``: a preset (None: the default preset, or a native checkpoint's own model);
+    ``weights``: a detector checkpoint to start from; ``pretrained``: the preset's published
+    weights; ``body_weights``: an ImageNet checkpoint for the body.
+    """
+    notes: list[str] = []
+    source: Detector | None = None
+    if weights is not None or pretrained:
+        source = create_model(name, weights=weights, pretrained=pretrained)
+        config = source.config
+    else:
+        config = get_preset(name or DEFAULT_MODEL).config
+    if short_sides is not None or max_side is not None:
+        config = replace(
+            config,
+            input=replace(
+                config.input,
+                short_side=max(short_sides) if short_sides else config.input.short_side,
+                max_side=max_side or config.input.max_side,
+            ),
+        )
+    if not same_categories(config.classes, dataset_classes):
+        notes.append(
+            f"the training data's {len(dataset_classes)} categories are not the model's "
+            f"{len(config.classes)} classes: the class table comes from the annotation file"
+        )
+        config = with_classes(config, dataset_classes)
+    if source is None and body_weights is None and config.body.norm == "frozen_bn":
+        notes.append(
+            "no pretrained weights: the body trains from scratch with group norm (a frozen "
+            "batch norm without pretrained statistics would be an identity)"
+        )
+        config = replace(config, body=replace(config.body, norm="gn", freeze_at=0))
+    model = Detector(config)
+    if source is not None:
+        notes += _load_matching(model, source)
+    if body_weights is not None:
+        report = load_body_weights(model.backbone.body, body_weights)
+        notes.append(report.line())
+    return TrainingStart(model.train(), notes)
+
+
+def _load_matching(model: Detector, source: Detector) -> list[str]:
+    """Copy every tensor of ``source`` whose name and shape ``model`` shares; the others
+    (the box predictor of another class table) keep their fresh initialization."""
+    target = model.state_dict()
+    loaded = {
+        k: v for k, v in source.state_dict().items() if k in target and v.shape == target[k].shape
+    }
+    model.load_state_dict(loaded, strict=False)
+    fresh = [k for k in target if k not in loaded and not k.endswith("num_batches_tracked")]
+    if not fresh:
+        return []
+    return [
+        f"re-initialized {len(fresh)} tensors (not in the checkpoint's model): {', '.join(fresh)}"
+    ]
+
+
+def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
