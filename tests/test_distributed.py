@@ -8,14 +8,12 @@ thread, as each of torchrun's CPU processes does (``OMP_NUM_THREADS=1``).
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import cv2
 import pytest
+from cli_runner import run_cli
 from conftest import TORCHVISION
 from megengine_pickle import megengine_pickle_bytes
 from seeded import DATA, load_shapes, numpy_seeded
@@ -27,20 +25,6 @@ RES18 = "faster_rcnn_res18_coco_3x_800size"
 RES18_SHAPES = (
     DATA / "megengine_variants" / RES18 / "faster_rcnn_res18_coco_3x_800size_state_dict_shapes.json"
 )
-
-
-def _run(args: list[object], cwd: Path, processes: int) -> subprocess.CompletedProcess[str]:
-    """``fasterrcnn ARGS`` in one process (one thread) or under torchrun."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FASTERRCNN_HOME": str(cwd / "cache")}
-    if processes == 1:
-        launcher = [sys.executable, "-m", "fasterrcnn"]
-    else:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    f"--nproc-per-node={processes}", "-m", "fasterrcnn"]  # fmt: skip
-    return subprocess.run(
-        [*launcher, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
 
 
 def _no_traceback_of_ours(stderr: str) -> None:
@@ -63,7 +47,7 @@ def test_eval_two_processes_equal_one(res18_weights, tmp_path):
     outputs = {}
     for processes in (1, 2):
         results, metrics = tmp_path / f"results{processes}.json", tmp_path / f"m{processes}.json"
-        proc = _run(
+        proc = run_cli(
             ["eval", "--model", RES18, "--weights", res18_weights,
              "--images", COCO / "val2017", "--annotations", COCO / "instances_val2017.json",
              "--max-images", 5, "--results", results, "--metrics", metrics],
@@ -93,7 +77,7 @@ def test_detect_two_processes_equal_one(tv_weights_path, tmp_path):
     outputs = {}
     for processes in (1, 2):
         out = tmp_path / f"out{processes}"
-        proc = _run(
+        proc = run_cli(
             ["detect", src, "--model", TORCHVISION, "--weights", tv_weights_path,
              "--out", out, "--score-threshold", 0.2],
             tmp_path, processes,

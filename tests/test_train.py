@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import run_cli
 from seeded import DATA
 
 import fasterrcnn
@@ -244,18 +243,6 @@ def test_resume_refuses_another_run(tiny_weights: Path, coco: CocoDataset, tmp_p
 # --- many processes and the command line ------------------------------------------------------
 
 
-def _cli(args: list[object], cwd: Path, processes: int = 1) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "FASTERRCNN_HOME": str(cwd / "cache")}
-    launcher = [sys.executable, "-m", "fasterrcnn"]
-    if processes > 1:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                    f"--nproc-per-node={processes}", "-m", "fasterrcnn"]  # fmt: skip
-    return subprocess.run(
-        [*launcher, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=600,
-    )  # fmt: skip
-
-
 def _train_args(weights: Path, output: Path, batch: int) -> list[object]:
     return [
         "train", "--images", IMAGES, "--annotations", ANNOTATIONS, "--weights", weights,
@@ -283,12 +270,12 @@ def test_two_processes_make_the_update_of_one_with_the_double_batch(
         base[base.index("--max-iter") + 1] = 1  # one update, from the same weights
         return base
 
-    one = _cli(args("one", 2), tmp_path)
+    one = run_cli(args("one", 2), tmp_path)
     assert one.returncode == 0, one.stderr
-    two = _cli(args("two", 1), tmp_path, processes=2)
+    two = run_cli(args("two", 1), tmp_path, processes=2)
     assert two.returncode == 0, two.stderr
     assert "2 process(es)" in two.stderr
-    half = _cli(args("half", 1), tmp_path)  # one process, its first image only
+    half = run_cli(args("half", 1), tmp_path)  # one process, its first image only
     assert half.returncode == 0, half.stderr
 
     start = read_native(tiny_weights).state_dict
@@ -317,7 +304,7 @@ def test_two_processes_make_the_update_of_one_with_the_double_batch(
 
 
 def test_cli_trains_and_writes_a_native_model(tiny_weights: Path, tmp_path: Path) -> None:
-    run = _cli(
+    run = run_cli(
         [*_train_args(tiny_weights, tmp_path / "run", 2), "--checkpoint-period", 1], tmp_path
     )
     assert run.returncode == 0, run.stderr
@@ -354,7 +341,7 @@ def test_cli_bad_input(tiny_weights: Path, tmp_path: Path) -> None:
     crowd = {**data, "annotations": [{**a, "iscrowd": 1} for a in data["annotations"]]}
     (tmp_path / "crowd.json").write_text(json.dumps(crowd))
     args = _train_args(tiny_weights, tmp_path / "out", 2)
-    run = _cli([*args[:4], tmp_path / "crowd.json", *args[5:]], tmp_path)
+    run = run_cli([*args[:4], tmp_path / "crowd.json", *args[5:]], tmp_path)
     _one_line_error(run, "no image with a usable box")
 
     extra = {
@@ -362,17 +349,17 @@ def test_cli_bad_input(tiny_weights: Path, tmp_path: Path) -> None:
         "images": [*data["images"], {**data["images"][0], "id": 99, "file_name": "gone.jpg"}],
     }
     (tmp_path / "missing.json").write_text(json.dumps(extra))
-    run = _cli([*args[:4], tmp_path / "missing.json", *args[5:]], tmp_path)
+    run = run_cli([*args[:4], tmp_path / "missing.json", *args[5:]], tmp_path)
     _one_line_error(run, "1 of the 11 training images are not in")
 
     (tmp_path / "file").write_text("")
-    run = _cli(_train_args(tiny_weights, tmp_path / "file" / "out", 2), tmp_path)
+    run = run_cli(_train_args(tiny_weights, tmp_path / "file" / "out", 2), tmp_path)
     _one_line_error(run, "output folder")
 
     torch.save({"conv1.weight": torch.zeros(3)}, tmp_path / "junk.pth")
     junk = _train_args(tmp_path / "junk.pth", tmp_path / "out", 2)
-    run = _cli([*junk, "--model", RES18], tmp_path)
+    run = run_cli([*junk, "--model", RES18], tmp_path)
     _one_line_error(run, "junk.pth")
 
-    run = _cli([*args, "--resume"], tmp_path)
+    run = run_cli([*args, "--resume"], tmp_path)
     _one_line_error(run, "--resume: no checkpoint in")

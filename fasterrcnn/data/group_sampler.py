@@ -44,6 +44,8 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Sampler
 
+from fasterrcnn.data.sampler import check_int
+
 # Seeds derived by hashing are taken to 63 bits (they fit a signed int64 and torch.Generator).
 SEED_BITS = 63
 
@@ -89,14 +91,6 @@ def epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
     return torch.randperm(num_items, generator=generator).tolist()
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, not {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, not {value}")
-    return value
-
-
 class GroupedBatchSampler(Sampler[list[SampleKey]]):
     """Endless batches of ``batch_size`` :class:`SampleKey` of one group for rank ``rank``.
 
@@ -115,13 +109,13 @@ class GroupedBatchSampler(Sampler[list[SampleKey]]):
         start_iteration: int = 0,
     ) -> None:
         super().__init__()
-        self.batch_size = _check_int("batch_size", batch_size, 1)
-        self.seed = _check_int("seed", seed, 0)
-        self.world_size = _check_int("world_size", world_size, 1)
-        self.rank = _check_int("rank", rank, 0)
+        self.batch_size = check_int("batch_size", batch_size, 1)
+        self.seed = check_int("seed", seed, 0)
+        self.world_size = check_int("world_size", world_size, 1)
+        self.rank = check_int("rank", rank, 0)
         if rank >= world_size:
             raise ValueError(f"rank must be below world_size ({world_size}), not {rank}")
-        self.start_iteration = _check_int("start_iteration", start_iteration, 0)
+        self.start_iteration = check_int("start_iteration", start_iteration, 0)
         for i, group in enumerate(groups):
             if not isinstance(group, int) or isinstance(group, bool):
                 raise ValueError(f"groups[{i}] must be an integer group id, not {group!r}")

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 from torch.utils.data import Sampler
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
+def check_int(name: str, value: object, minimum: int) -> int:
+    """``value`` if it is an integer (not a bool) of at least ``minimum``; else ValueError."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{name} must be an integer, not {value!r}")
     if value < minimum:
@@ -21,9 +22,9 @@ def shard_indices(num_items: int, rank: int = 0, world_size: int = 1) -> range:
     The shards of ranks ``0 .. world_size - 1`` are disjoint and together cover
     ``range(num_items)`` exactly once (no padding, unlike ``DistributedSampler``).
     """
-    _check_int("num_items", num_items, 0)
-    _check_int("world_size", world_size, 1)
-    _check_int("rank", rank, 0)
+    check_int("num_items", num_items, 0)
+    check_int("world_size", world_size, 1)
+    check_int("rank", rank, 0)
     if rank >= world_size:
         raise ValueError(f"rank must be below world_size ({world_size}), not {rank}")
     return range(rank, num_items, world_size)

@@ -31,7 +31,14 @@ import torch
 from torch import nn
 
 from fasterrcnn.modeling.backbone import ResNet
-from fasterrcnn.zoo.checkpoints import CheckpointError, megengine_layout, read_state_dict, unwrap
+from fasterrcnn.zoo.checkpoints import (
+    CheckpointError,
+    first_keys,
+    key_problems,
+    megengine_layout,
+    read_state_dict,
+    unwrap,
+)
 
 # A legacy (pre-zip) ``torch.save`` file opens with its magic number pickled as a protocol-2
 # LONG1 of 10 bytes.
@@ -158,7 +165,7 @@ def _load(body: ResNet, checkpoint: Any, source: str) -> BodyLoadReport:
     if found is None:
         raise CheckpointError(
             f"not a ResNet checkpoint: no key names a ResNet body tensor "
-            f"(first keys: {_first(list(state))})"
+            f"(first keys: {first_keys(list(state))})"
         )
     if found != wanted:
         raise CheckpointError(f"{what} holds a {found} body, but the model's body is {wanted}")
@@ -194,13 +201,7 @@ def _load(body: ResNet, checkpoint: Any, source: str) -> BodyLoadReport:
         for k in target
         if k not in converted and k not in mismatched_keys and not k.endswith(_COUNTER)
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} body keys: {_first(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} keys: {_first(unexpected)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches: {_first(mismatched, 2)}")
+    problems = key_problems(missing, unexpected, mismatched, "body keys")
     if problems:
         raise CheckpointError(f"{what} ({found}) does not fit the body: " + "; ".join(problems))
 
@@ -299,11 +300,6 @@ def _as_tensor(value: Any, key: str) -> torch.Tensor:
     if isinstance(value, np.ndarray) and value.dtype != object:
         return torch.from_numpy(np.ascontiguousarray(value))
     raise CheckpointError(f"{key}: not an array but {type(value).__name__}")
-
-
-def _first(keys: list[str], limit: int = 3) -> str:
-    shown = ", ".join(keys[:limit])
-    return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
 
 
 __all__ = ["BodyLoadReport", "describe_body", "load_body_weights"]

@@ -144,9 +144,24 @@ def _translate(key: str, rules: list[Rule]) -> str | None:
     raise KeyError(key)
 
 
-def _describe(keys: list[str], limit: int = 3) -> str:
+def first_keys(keys: list[str], limit: int = 3) -> str:
+    """The first ``limit`` of ``keys`` and how many more, for one-line messages."""
     shown = ", ".join(keys[:limit])
     return f"{shown} (+{len(keys) - limit} more)" if len(keys) > limit else shown
+
+
+def key_problems(
+    missing: list[str], unexpected: list[str], mismatched: list[str], missing_noun: str
+) -> list[str]:
+    """One clause per kind of problem of a strict load (empty when there is none)."""
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)} {missing_noun}: {first_keys(missing)}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)} keys: {first_keys(unexpected)}")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches: {first_keys(mismatched, 2)}")
+    return problems
 
 
 def convert_state_dict(
@@ -186,13 +201,7 @@ def convert_state_dict(
         for k in target
         if k not in converted and k not in misfit and not k.endswith("num_batches_tracked")
     ]
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)} keys (model names): {_describe(missing)}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)} keys: {_describe(unexpected)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shape mismatches: {_describe(mismatched, 2)}")
+    problems = key_problems(missing, unexpected, mismatched, "keys (model names)")
     if problems:
         raise CheckpointError("; ".join(problems))
     return converted
@@ -232,7 +241,7 @@ def _load_checked(model: nn.Module, state_dict: Mapping[str, Any], expected: Fam
     if family is None:
         raise CheckpointError(
             f"not a Faster R-CNN checkpoint of a known family (expected {FAMILY_NAMES[expected]}"
-            f" names; first keys: {_describe(list(state_dict), 3)})"
+            f" names; first keys: {first_keys(list(state_dict), 3)})"
         )
     if family not in (expected, "native"):
         raise CheckpointError(
