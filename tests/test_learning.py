@@ -17,7 +17,7 @@ COCO = DATA / "coco"
 ANNOTATIONS = COCO / "instances_val2017.json"
 IMAGES = COCO / "val2017"
 THREE = {1: "person", 2: "bicycle", 72: "tv"}
-SCRATCH_ITERATIONS = 300
+SCRATCH_ITERATIONS = 500
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def test_training_from_scratch_learns_and_fine_tunes(tmp_path: Path) -> None:
     subset.write_text(json.dumps(data))
     tuned = tmp_path / "tuned"
     run = run_cli(
-        _train(tuned, subset, 100, "--weights", scratch / "model_final.safetensors"), tmp_path
+        _train(tuned, subset, 60, "--weights", scratch / "model_final.safetensors"), tmp_path
     )
     assert run.returncode == 0, run.stderr
     assert "class table comes from the annotation file" in run.stderr
