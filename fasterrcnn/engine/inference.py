@@ -14,7 +14,7 @@ from fasterrcnn.data.transforms import batch_images, normalize_pixels, padded_si
 from fasterrcnn.engine.batching import group_by_key
 from fasterrcnn.engine.detections import Detections
 from fasterrcnn.engine.loader import ImageSource, LoadedImage, LoadFailure, LoadRecord, load_images
-from fasterrcnn.engine.memory import release_free_memory
+from fasterrcnn.engine.memory import keep_large_blocks_mapped, release_free_memory
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 
 
@@ -55,6 +55,7 @@ def run_inference(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    keep_large_blocks_mapped()  # a long run's heap does not grow with the sizes it has seen
     cfg = model.config.input
     records = load_images(
         sources,

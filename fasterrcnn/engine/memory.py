@@ -5,7 +5,14 @@ sizes leave that heap fragmented, so the resident memory of a long run creeps up
 the 800 setting on the mini COCO set, one image at a time: 0.8 GB after 5 images, 1.5 GB after
 60, 1.7 GB peak). ``malloc_trim(0)`` after each batch returns the free pages, so the peak stays
 that of the largest image (about 1.2 GB there), at the price of faulting those pages in again
-(about 3% of an image's time on a CPU). Without glibc this is a no-op.
+(about 3% of an image's time on a CPU).
+
+glibc also raises its mmap threshold each time a large block is freed, so that later large
+tensors come from the heap, where they fragment it. :func:`keep_large_blocks_mapped` fixes the
+threshold at 4 MiB instead: every feature map is its own mapping, returned whole when freed
+(with it, the peak of ``fasterrcnn detect`` over 320 images was 1.07 times its peak over 20;
+without, the heap kept growing with the number of image sizes seen). Without glibc both are
+no-ops.
 """
 
 from __future__ import annotations
@@ -14,9 +21,11 @@ import ctypes
 import ctypes.util
 from collections.abc import Callable
 
+_LIBC = ctypes.util.find_library("c")
+
 
 def _malloc_trim() -> Callable[[int], int] | None:
-    name = ctypes.util.find_library("c")
+    name = _LIBC
     if name is None:
         return None
     try:
@@ -26,6 +35,9 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 _TRIM = _malloc_trim()
+_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+_MAPPED_FROM = 4 << 20
+_mapped = False
 
 
 def release_free_memory() -> bool:
@@ -34,3 +46,19 @@ def release_free_memory() -> bool:
         return False
     _TRIM(0)
     return True
+
+
+def keep_large_blocks_mapped() -> bool:
+    """Allocate every block of 4 MiB or more as its own mapping (glibc ``mallopt``), once per
+    process; whether it could be asked to."""
+    global _mapped
+    if _mapped:
+        return True
+    if _LIBC is None:
+        return False
+    try:
+        mallopt = ctypes.CDLL(_LIBC).mallopt
+    except (OSError, AttributeError):  # not glibc
+        return False
+    _mapped = bool(mallopt(_M_MMAP_THRESHOLD, _MAPPED_FROM))
+    return _mapped
