@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -136,8 +136,9 @@ def train(
     schedule = make_schedule(
         options.batch_size * context.world_size, options.schedule, options.max_iter, options.lr
     )
+    parameters = trainable_parameters(model)
     optimizer = torch.optim.SGD(
-        trainable_parameters(model),
+        parameters,
         lr=schedule.base_lr,
         momentum=options.momentum,
         weight_decay=options.weight_decay,
@@ -196,7 +197,7 @@ def train(
         scaler.scale(total).backward()
         if options.clip_grad_norm is not None:
             scaler.unscale_(optimizer)
-            nn.utils.clip_grad_norm_(trainable_parameters(model), options.clip_grad_norm)
+            nn.utils.clip_grad_norm_(parameters, options.clip_grad_norm)
         scaler.step(optimizer)
         scaler.update()
         done = iteration + 1
@@ -420,7 +421,3 @@ class _MetricsLog:
             self.file.close()
             if self.writer is not None:
                 self.writer.close()
-
-
-def options_summary(options: TrainOptions) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
