@@ -238,6 +238,9 @@ class PostprocessConfig:
     # Clip boxes to the network-input image before rescaling ("network"), or to the
     # original image after rescaling ("original").
     clip_frame: Literal["network", "original"] = "network"
+    # After the top-k, clip the boxes to the original image again and drop those left empty
+    # (detectron2's last step, which can leave fewer than ``max_detections``).
+    reclip_original: bool = False
 
 
 @dataclass(frozen=True)

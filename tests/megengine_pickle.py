@@ -33,11 +33,16 @@ class _Numpy1Pickler(pickle._Pickler):  # the pure-Python pickler lets us rename
     dispatch[types.FunctionType] = save_global  # type: ignore[assignment]
 
 
+def numpy1_pickle_bytes(obj: object, protocol: int) -> bytes:
+    """Bytes of ``obj`` pickled with numpy 1.x global names."""
+    buffer = io.BytesIO()
+    _Numpy1Pickler(buffer, protocol=protocol).dump(obj)
+    return buffer.getvalue()
+
+
 def megengine_pickle_bytes(state_dict: dict[str, np.ndarray], protocol: int = 4) -> bytes:
     """Bytes of ``OrderedDict(state_dict)`` pickled with numpy 1.x global names."""
-    buffer = io.BytesIO()
-    _Numpy1Pickler(buffer, protocol=protocol).dump(OrderedDict(state_dict))
-    return buffer.getvalue()
+    return numpy1_pickle_bytes(OrderedDict(state_dict), protocol)
 
 
 def globals_in(data: bytes) -> set[str]:

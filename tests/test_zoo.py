@@ -104,7 +104,7 @@ def test_pretrained_torchvision_uses_the_files_norm_eps(server, cache, tv_state_
 
 def test_presets_record_their_provenance():
     names = fasterrcnn.list_models()
-    assert "faster_rcnn_res50_coco_1x_800size" in names and len(names) == len(set(names)) == 13
+    assert "faster_rcnn_res50_coco_1x_800size" in names and len(names) == len(set(names)) == 15
     for name in names:
         preset = fasterrcnn.get_preset(name)
         assert preset.weights is not None and preset.weights.url.endswith(preset.weights.file_name)

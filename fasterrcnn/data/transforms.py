@@ -103,7 +103,7 @@ def resize_pixels(image: np.ndarray, cfg: InputConfig) -> Tensor:
     elif cfg.resize_backend == "pil_bilinear":
         from PIL import Image
 
-        image = np.asarray(
+        image = np.array(  # a writable copy (Pillow's buffer is read-only)
             Image.fromarray(np.ascontiguousarray(image)).resize(
                 (new_w, new_h), Image.Resampling.BILINEAR
             )

@@ -92,4 +92,9 @@ class DetectionPostProcess:
             keep &= nonempty_mask(net_boxes, cfg.min_size)
         boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
         keep = batched_nms(boxes, scores, labels, cfg.nms_threshold)[: cfg.max_detections]
-        return ImageDetections(boxes[keep], scores[keep], labels[keep])
+        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        if cfg.reclip_original:
+            boxes = clip_boxes(boxes, original_size)
+            keep = nonempty_mask(boxes)
+            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+        return ImageDetections(boxes, scores, labels)

@@ -83,6 +83,44 @@ KEY_MAPS: dict[Family, list[Rule]] = {
         (r"(?:rcnn|RCNN)\.pred_cls\.(.*)", r"roi_heads.predictor.cls_score.\1"),
         (r"(?:rcnn|RCNN)\.pred_delta\.(.*)", r"roi_heads.predictor.bbox_pred.\1"),
     ],
+    "detectron2": [
+        (r"pixel_(?:mean|std)", None),  # input normalization, part of the configuration
+        (r"proposal_generator\.anchor_generator\.cell_anchors\.\d+", None),
+        (r"backbone\.bottom_up\.stem\.conv1\.weight", "backbone.body.conv1.weight"),
+        (r"backbone\.bottom_up\.stem\.conv1\.norm\.(.*)", r"backbone.body.bn1.\1"),
+        (
+            r"backbone\.bottom_up\.res(\d)\.(\d+)\.conv(\d)\.weight",
+            _level(1, "backbone.body.layer{}.{}.conv{}.weight"),
+        ),
+        (
+            r"backbone\.bottom_up\.res(\d)\.(\d+)\.conv(\d)\.norm\.(.*)",
+            _level(1, "backbone.body.layer{}.{}.bn{}.{}"),
+        ),
+        (
+            r"backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.weight",
+            _level(1, "backbone.body.layer{}.{}.downsample.0.weight"),
+        ),
+        (
+            r"backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.norm\.(.*)",
+            _level(1, "backbone.body.layer{}.{}.downsample.1.{}"),
+        ),
+        (
+            r"backbone\.fpn_lateral(\d)\.(weight|bias)",
+            _level(2, "backbone.fpn.lateral_convs.{}.conv.{}"),
+        ),
+        (
+            r"backbone\.fpn_output(\d)\.(weight|bias)",
+            _level(2, "backbone.fpn.output_convs.{}.conv.{}"),
+        ),
+        (r"proposal_generator\.rpn_head\.conv\.(.*)", r"rpn.head.conv.\1"),
+        (r"proposal_generator\.rpn_head\.objectness_logits\.(.*)", r"rpn.head.objectness.\1"),
+        (r"proposal_generator\.rpn_head\.anchor_deltas\.(.*)", r"rpn.head.deltas.\1"),
+        (r"roi_heads\.box_head\.(fc1|fc2)\.(.*)", r"roi_heads.box_head.\1.\2"),
+        (
+            r"roi_heads\.box_predictor\.(cls_score|bbox_pred)\.(.*)",
+            r"roi_heads.predictor.\1.\2",
+        ),
+    ],
 }
 
 

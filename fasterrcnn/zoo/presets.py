@@ -24,7 +24,8 @@ from fasterrcnn.zoo.checkpoints import Family
 
 @dataclass(frozen=True)
 class WeightsInfo:
-    """A published weight file: name, address, SHA-256 (prefix or full) and its COCO mAP.
+    """A published weight file: name, address, checksum (a SHA-256 or MD5 prefix, or the full
+    SHA-256) and its COCO box mAP.
 
     ``body_norm_eps``: the frozen batch norm epsilon the file was made for, where it differs
     from the architecture's (torchvision runs its COCO_V1 file with 0.0); the model built for
@@ -35,6 +36,7 @@ class WeightsInfo:
     url: str
     coco_map: float
     sha256: str | None = None
+    md5: str | None = None  # a prefix, where the source names its files by MD5 (detectron2)
     body_norm_eps: float | None = None
 
     def model_config(self, config: ModelConfig) -> ModelConfig:
@@ -244,6 +246,79 @@ MEGENGINE_PRESETS = (
     ),
 )  # fmt: skip
 
+
+# detectron2's model zoo (COCO-Detection/faster_rcnn_R_50_FPN_{1x,3x}.yaml): BGR 0..255 minus
+# the mean (std 1) resized by Pillow, the stride in each bottleneck's first 1x1 conv, anchors
+# not rounded, RoIAlign aligned with adaptive sampling, the background as the last logit, and
+# a last clip to the original image. Training: L1 box losses; the RPN's divided by 256 per
+# image.
+DETECTRON2_R50_FPN = ModelConfig(
+    input=InputConfig(
+        channel_order="BGR",
+        pixel_divisor=1.0,
+        mean=(103.530, 116.280, 123.675),
+        std=(1.0, 1.0, 1.0),
+        size_rounding="half_up",
+        resize_backend="pil_bilinear",
+        pad_stage="after_normalize",
+    ),
+    classes=COCO_80,
+    body=BodyConfig(depth=50, stride_in_1x1=True, norm="frozen_bn", norm_eps=1e-5, freeze_at=2),
+    fpn=FPNConfig(conv_bias=True, upsample="nearest"),
+    anchors=AnchorConfig(shape_rule="exact", center_offset=0.0, stride_rule="nominal"),
+    rpn=RPNConfig(
+        objectness="sigmoid",
+        box_coder=BoxCoderConfig(weights=(1.0, 1.0, 1.0, 1.0), clamp=True),
+        post_nms_top_n_train=1000,
+        min_size=0.0,
+        smooth_l1_beta=0.0,
+        loss_normalizer="nominal",
+    ),
+    pooler=RoIPoolerConfig(
+        sampling_ratio=0,
+        aligned=True,
+        border="clamp",
+        level_epsilon=1e-8,
+        level_epsilon_in_log=True,
+    ),
+    box_head=BoxHeadConfig(
+        num_classes=80,
+        background="last",
+        deltas_include_background=False,
+        box_coder=BoxCoderConfig(weights=(10.0, 10.0, 5.0, 5.0), clamp=True),
+        smooth_l1_beta=0.0,
+    ),
+    postprocess=PostprocessConfig(min_size=None, clip_frame="network", reclip_original=True),
+)
+
+_D2_URL = "https://dl.fbaipublicfiles.com/detectron2/COCO-Detection/"
+
+
+def _detectron2(name: str, schedule: str, model_id: int, md5: str, coco_map: float) -> Preset:
+    file_name = f"model_final_{md5}.pkl"
+    return Preset(
+        name=name,
+        config=DETECTRON2_R50_FPN,
+        family="detectron2",
+        source=f"detectron2 model zoo, COCO-Detection/faster_rcnn_R_50_FPN_{schedule}.yaml",
+        era="detectron2 (2019 model zoo)",
+        weights=WeightsInfo(
+            file_name=file_name,
+            url=f"{_D2_URL}faster_rcnn_R_50_FPN_{schedule}/{model_id}/{file_name}",
+            coco_map=coco_map,
+            md5=md5,
+        ),
+        description=f"detectron2's R50-FPN, {schedule} schedule",
+    )
+
+
+DETECTRON2_PRESETS = (
+    _detectron2("detectron2_faster_rcnn_R_50_FPN_1x", "1x", 137257794, "b275ba", 37.9),
+    _detectron2("detectron2_faster_rcnn_R_50_FPN_3x", "3x", 137849458, "280758", 40.2),
+)
+
 DEFAULT_MODEL = "faster_rcnn_res50_coco_1x_800size"
 
-PRESETS: dict[str, Preset] = {p.name: p for p in (*MEGENGINE_PRESETS, TORCHVISION_R50_FPN)}
+PRESETS: dict[str, Preset] = {
+    p.name: p for p in (*MEGENGINE_PRESETS, TORCHVISION_R50_FPN, *DETECTRON2_PRESETS)
+}
