@@ -1,4 +1,5 @@
-"""Command line: ``fasterrcnn detect``, ``eval``, ``train`` and ``models``.
+"""Command line: ``fasterrcnn detect``, ``eval``, ``train``, ``models``, ``download`` and
+``convert``.
 
 Every expected failure (a bad image, a bad checkpoint, an unknown model, a bad annotation
 file, no network) is one line on stderr and a non-zero exit status: 1 when some images failed
@@ -57,7 +58,10 @@ from fasterrcnn.zoo import (
     is_native,
     list_models,
 )
+from fasterrcnn.zoo.catalog import catalog, format_size
 from fasterrcnn.zoo.checkpoints import read_safetensors_metadata
+from fasterrcnn.zoo.download import cache_dir, fetch_weights, file_digests
+from fasterrcnn.zoo.native import save_native
 from fasterrcnn.zoo.presets import DEFAULT_MODEL
 
 logger = logging.getLogger("fasterrcnn")
@@ -158,8 +162,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(evaluate)
 
     _add_train_parser(commands)
-    commands.add_parser("models", help="list the presets and their published weights")
+    _add_zoo_parsers(commands)
     return parser
+
+
+def _add_zoo_parsers(commands: argparse._SubParsersAction) -> None:
+    commands.add_parser(
+        "models",
+        help="list the presets: source, published mAP, file, size, cached or not",
+        description="List the presets and their published weight files. The cache folder is "
+        "$FASTERRCNN_HOME (default ~/.cache/fasterrcnn).",
+    )
+    download = commands.add_parser(
+        "download",
+        help="fetch presets' published weights into the cache ahead of time",
+        description="Download, verify and cache presets' published weight files (from "
+        "$FASTERRCNN_MIRROR/<file name> when that is set).",
+    )
+    download.add_argument("names", nargs="*", metavar="NAME", help="presets to fetch")
+    download.add_argument("--all", action="store_true", help="fetch every preset's file")
+    convert = commands.add_parser(
+        "convert",
+        help="write any supported checkpoint as a native fasterrcnn .safetensors file",
+        description="Convert a checkpoint (MegEngine .pkl, torchvision .pth, detectron2 .pkl, "
+        "or a native file) into the native format: safetensors tensors plus the model's full "
+        "configuration and class table, loadable without pickle and without --model.",
+    )
+    convert.add_argument("source", metavar="SRC", help="checkpoint to convert")
+    convert.add_argument("destination", metavar="DST", help="the .safetensors file to write")
+    convert.add_argument(
+        "--model",
+        metavar="NAME",
+        help=f"the preset SRC was made for (default {DEFAULT_MODEL}; not needed for a native file)",
+    )
 
 
 def _add_train_parser(commands: argparse._SubParsersAction) -> None:
@@ -224,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "models":
             return run_models()
+        if args.command == "download":
+            return run_download(args)
+        if args.command == "convert":
+            return run_convert(args)
         if args.command == "eval":
             return run_eval(args)
         if args.command == "train":
@@ -256,12 +295,64 @@ def _log_to_stderr() -> None:
 
 
 def run_models() -> int:
-    for name in list_models():
-        preset = get_preset(name)
-        weights = preset.weights
-        published = f"{weights.file_name} (COCO mAP {weights.coco_map})" if weights else "-"
-        default = " (default)" if name == DEFAULT_MODEL else ""
-        print(f"{name}{default}\n    {preset.description}; {preset.era}; {published}")
+    entries = catalog()
+    rows = [("model", "source", "mAP", "file", "size", "cached")]
+    for e in entries:
+        rows.append((
+            e.name + (" (default)" if e.default else ""),
+            e.family,
+            f"{e.coco_map:.1f}" if e.coco_map is not None else "-",
+            e.file_name or "-",
+            format_size(e.size) if e.cached else "~" + format_size(e.size),
+            "yes" if e.cached else "no",
+        ))  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    print(f"cache: {cache_dir()} (set FASTERRCNN_HOME to move it; sizes with ~ are estimates)")
+    return 0
+
+
+def run_download(args: argparse.Namespace) -> int:
+    if args.all == bool(args.names):
+        raise CLIError("download: name one or more presets, or --all")
+    try:
+        presets = [get_preset(name) for name in (list_models() if args.all else args.names)]
+    except UnknownModelError as err:
+        raise CLIError(str(err)) from None
+    failed = 0
+    for preset in presets:
+        if preset.weights is None:
+            continue
+        try:
+            print(f"{preset.name}: {fetch_weights(preset.weights)}", flush=True)
+        except DownloadError as err:
+            print(f"fasterrcnn: error: {preset.name}: {err}", file=sys.stderr, flush=True)
+            failed += 1
+    return 1 if failed else 0
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    source, destination = Path(args.source), Path(args.destination)
+    if source.resolve() == destination.resolve():
+        raise CLIError("convert: SRC and DST are the same file")
+    name = model_name(args.model, args.source)
+    try:
+        model = create_model(name, weights=source)
+        digest = file_digests(source)[0]
+        save_native(
+            destination,
+            model,
+            model.config,
+            preset=name,
+            metadata={"source_file": source.name, "source_sha256": digest},
+        )
+    except (UnknownModelError, CheckpointError) as err:
+        raise CLIError(str(err)) from None
+    except OSError as err:
+        raise CLIError(f"convert: cannot write {destination} ({err})") from None
+    size = destination.stat().st_size
+    print(f"wrote {destination} ({name or 'its own model'}, {format_size(size)})")
     return 0
 
 

@@ -3,45 +3,28 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
-import threading
+import os
+import subprocess
+import sys
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
+from weights_server import WeightsServer
 
 import fasterrcnn
 from fasterrcnn.zoo import presets
-from fasterrcnn.zoo.download import DownloadError, fetch_weights
+from fasterrcnn.zoo.download import DownloadError, cached_path, fetch_weights
 from fasterrcnn.zoo.presets import PRESETS, WeightsInfo
 
 
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture
-def server(tmp_path):
-    """An HTTP server on 127.0.0.1 serving tmp_path/www; yields (base_url, folder, hits)."""
-    folder = tmp_path / "www"
-    folder.mkdir()
-    hits: list[str] = []
-
-    class Handler(_QuietHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            super().do_GET()
-
-    httpd = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), partial(Handler, directory=str(folder))
-    )
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/", folder, hits
-    httpd.shutdown()
+def server():
+    """A weight-file server on 127.0.0.1 (see weights_server.py)."""
+    srv = WeightsServer().start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture
@@ -51,54 +34,169 @@ def cache(tmp_path, monkeypatch) -> Path:
     return path
 
 
-def _serve(folder: Path, name: str, data: bytes) -> str:
-    (folder / name).write_bytes(data)
-    return hashlib.sha256(data).hexdigest()
+@pytest.fixture
+def mirror(server, monkeypatch) -> WeightsServer:
+    """Every download goes to the local server (FASTERRCNN_MIRROR)."""
+    monkeypatch.setenv("FASTERRCNN_MIRROR", server.base_url)
+    return server
 
 
-def test_download_caches_and_verifies(server, cache):
-    base, folder, hits = server
-    digest = _serve(folder, "w.pth", b"weights-bytes")
-    info = WeightsInfo("w.pth", base + "w.pth", coco_map=1.0, sha256=digest[:8])
-    path = fetch_weights(info)
-    assert path == cache / "w.pth" and path.read_bytes() == b"weights-bytes"
-    assert fetch_weights(info) == path
-    assert hits == ["/w.pth"]  # the second call used the cache
+UNREACHABLE = "https://weights.invalid/models/"
 
 
-def test_checksum_mismatch_is_refused_and_not_cached(server, cache):
-    base, folder, _ = server
-    _serve(folder, "w.pth", b"tampered")
-    info = WeightsInfo("w.pth", base + "w.pth", coco_map=1.0, sha256="00000000")
-    with pytest.raises(DownloadError, match="checksum mismatch"):
-        fetch_weights(info)
-    assert not (cache / "w.pth").exists()
-    assert list(cache.iterdir()) == []  # no partial file left behind
+def _info(name: str, data: bytes | None = None, **checksums: str) -> WeightsInfo:
+    """A published file at an address that only the mirror can serve."""
+    if data is not None and not checksums:
+        checksums = {"sha256": hashlib.sha256(data).hexdigest()[:8]}
+    return WeightsInfo(name, UNREACHABLE + name, coco_map=1.0, **checksums)
 
 
-def test_offline_and_missing_file_errors(server, cache):
-    base, _, _ = server
-    with pytest.raises(DownloadError, match=r"could not download .*missing\.pth"):
-        fetch_weights(WeightsInfo("missing.pth", base + "missing.pth", coco_map=1.0))
-    closed = WeightsInfo("w.pth", "http://127.0.0.1:9/w.pth", coco_map=1.0)
-    with pytest.raises(DownloadError, match="could not download"):
-        fetch_weights(closed, timeout=5)
+def _cached(cache: Path) -> list[str]:
+    """Files in the cache, lock files and the folder's own probe aside."""
+    return sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock"))
 
 
-def test_pretrained_torchvision_uses_the_files_norm_eps(server, cache, tv_state_dict, monkeypatch):
-    base, folder, _ = server
-    path = folder / "tv.pth"
+def test_download_through_the_mirror_caches_verifies_and_shows_progress(mirror, cache, capsys):
+    data = bytes(range(256)) * 2000  # 512 kB: several chunks
+    mirror.files["w.pth"] = data
+    path = fetch_weights(_info("w.pth", data))
+    assert path == cache / "w.pth" and path.read_bytes() == data
+    err = capsys.readouterr().err
+    assert "w.pth" in err and "100%" in err  # the progress bar, on stderr
+    assert fetch_weights(_info("w.pth", data)) == path
+    assert mirror.hits == {"w.pth": 1}  # the second call used the cache
+    assert _cached(cache) == ["w.pth"]
+
+
+def test_md5_prefix_in_the_file_name_is_checked(mirror, cache):
+    data = b"detectron2-style file"
+    mirror.files["model_final.pkl"] = data
+    md5 = hashlib.md5(data).hexdigest()
+    assert fetch_weights(_info("model_final.pkl", data, md5=md5[:6])).read_bytes() == data
+    mirror.files["model_final_000000.pkl"] = data
+    with pytest.raises(
+        DownloadError, match=r"checksum mismatch \(md5 [0-9a-f]{6}, expected 000000\)"
+    ):
+        fetch_weights(_info("model_final_000000.pkl", md5="000000"))
+    assert _cached(cache) == ["model_final.pkl"]
+
+
+def test_checksum_mismatch_is_one_line_and_caches_nothing(mirror, cache):
+    mirror.files["w.pth"] = b"tampered"
+    with pytest.raises(DownloadError) as err:
+        fetch_weights(_info("w.pth", sha256="00000000"))
+    message = str(err.value)
+    assert "checksum mismatch (sha256" in message and "expected 00000000" in message
+    assert "\n" not in message and str(cache / "w.pth") in message
+    assert _cached(cache) == []  # no partial or unverified file left behind
+
+
+def test_connection_dropped_mid_file_caches_nothing(mirror, cache):
+    data = b"x" * (3 * WeightsServer.CHUNK)
+    mirror.files["w.pth"] = data
+    mirror.drop_after = WeightsServer.CHUNK
+    with pytest.raises(DownloadError, match=r"w\.pth") as err:
+        fetch_weights(_info("w.pth", data), progress=False)
+    assert "\n" not in str(err.value)
+    assert _cached(cache) == []
+    mirror.drop_after = None  # the next try starts over and succeeds
+    assert fetch_weights(_info("w.pth", data), progress=False).read_bytes() == data
+
+
+def test_cached_file_is_used_after_the_server_stops(mirror, cache, monkeypatch):
+    data = b"weights-bytes"
+    mirror.files["w.pth"] = data
+    path = fetch_weights(_info("w.pth", data))
+    mirror.stop()
+    assert fetch_weights(_info("w.pth", data)) == path
+    monkeypatch.delenv("FASTERRCNN_MIRROR")  # the real address is unreachable too
+    assert fetch_weights(_info("w.pth", data)) == path
+
+
+def test_offline_message_names_the_url_and_the_path(cache, monkeypatch):
+    monkeypatch.setenv("FASTERRCNN_MIRROR", "http://127.0.0.1:9/mirror/")  # nothing listens
+    with pytest.raises(DownloadError) as err:
+        fetch_weights(_info("w.pth"), timeout=5)
+    message = str(err.value)
+    assert "could not download http://127.0.0.1:9/mirror/w.pth" in message
+    assert f"put the file at {cache / 'w.pth'} by hand" in message
+    assert "\n" not in message and _cached(cache) == []
+
+
+def test_missing_file_on_the_server(mirror, cache):
+    with pytest.raises(DownloadError, match=r"could not download .*/nothing\.pth \(HTTP 404"):
+        fetch_weights(_info("nothing.pth"))
+
+
+def test_unwritable_cache_folder(tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("FASTERRCNN_HOME", str(blocker / "cache"))
+    with pytest.raises(DownloadError, match=r"cache folder .*a-file/cache is not writable"):
+        fetch_weights(_info("w.pth"))
+
+
+_FETCH_IN_CHILD = """
+import sys
+from fasterrcnn.zoo.download import fetch_weights
+from fasterrcnn.zoo.presets import WeightsInfo
+info = WeightsInfo("big.pth", "https://weights.invalid/big.pth", 1.0, sha256=sys.argv[1])
+print(fetch_weights(info, progress=False))
+"""
+
+
+def test_two_processes_download_once(mirror, cache, tmp_path):
+    data = bytes(range(256)) * 4096  # 1 MiB, sent in 16 slow chunks
+    mirror.files["big.pth"] = data
+    mirror.delay = 0.05
+    env = {**os.environ, "FASTERRCNN_HOME": str(cache), "FASTERRCNN_MIRROR": mirror.base_url}
+    digest = hashlib.sha256(data).hexdigest()
+    command = [sys.executable, "-c", _FETCH_IN_CHILD, digest]
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    children = [subprocess.Popen(command, env=env, text=True, **pipes) for _ in range(2)]
+    outputs = [child.communicate(timeout=120) for child in children]
+    assert [child.returncode for child in children] == [0, 0], outputs
+    assert {out.strip() for out, _ in outputs} == {str(cache / "big.pth")}
+    assert mirror.hits == {"big.pth": 1}
+    assert (cache / "big.pth").read_bytes() == data and _cached(cache) == ["big.pth"]
+
+
+@pytest.fixture
+def published_tv(mirror, cache, tv_state_dict, tmp_path, monkeypatch) -> Path:
+    """The seeded torchvision weights as if they were torchvision's published COCO file: the
+    preset's checksum is the file's, and the mirror serves it under the published name."""
+    path = tmp_path / "fasterrcnn_resnet50_fpn_coco.pth"
     torch.save(tv_state_dict, path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
     preset = PRESETS["torchvision_fasterrcnn_resnet50_fpn"]
-    info = replace(preset.weights, url=base + "tv.pth", file_name="tv.pth", sha256=digest[:8])
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    info = replace(preset.weights, sha256=digest[:8])
     monkeypatch.setitem(presets.PRESETS, preset.name, replace(preset, weights=info))
-    model = fasterrcnn.create_model(preset.name, pretrained=True)
-    assert model.backbone.body.bn1.eps == 0.0  # torchvision runs its COCO_V1 file with eps 0
-    assert fasterrcnn.create_model(preset.name).backbone.body.bn1.eps == 1e-5
+    mirror.files[info.file_name] = path.read_bytes()
+    return path
+
+
+def test_published_file_runs_with_its_settings_however_it_is_passed(published_tv, tmp_path):
+    name = "torchvision_fasterrcnn_resnet50_fpn"
+    downloaded = fasterrcnn.create_model(name, pretrained=True)
+    assert downloaded.backbone.body.bn1.eps == 0.0  # torchvision runs its COCO file with eps 0
+    cached = fasterrcnn.get_preset(name).weights
+    by_path = fasterrcnn.create_model(name, weights=cached_path(cached))
+    copied = tmp_path / "renamed.pth"
+    copied.write_bytes(published_tv.read_bytes())
+    for model in (by_path, fasterrcnn.create_model(name, weights=copied)):
+        assert model.backbone.body.bn1.eps == 0.0
+        assert {m.eps for m in model.modules() if hasattr(m, "eps")} == {0.0}
+    # Any other file of the family runs with the architecture's 1e-5.
+    other = torch.load(published_tv, weights_only=True)
+    other["rpn.head.cls_logits.bias"] = other["rpn.head.cls_logits.bias"] + 1
+    torch.save(other, tmp_path / "other.pth")
+    assert (
+        fasterrcnn.create_model(name, weights=tmp_path / "other.pth").backbone.body.bn1.eps == 1e-5
+    )
+    assert fasterrcnn.create_model(name).backbone.body.bn1.eps == 1e-5
     torch.testing.assert_close(
-        model.state_dict()["backbone.body.conv1.weight"],
-        tv_state_dict["backbone.body.conv1.weight"],
+        downloaded.state_dict()["backbone.body.conv1.weight"],
+        by_path.state_dict()["backbone.body.conv1.weight"],
     )
 
 

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasterrcnn.config import BodyConfig
+from fasterrcnn.modeling import init
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -143,7 +144,7 @@ class ResNet(nn.Module):
             self.add_module(f"layer{i + 1}", nn.Sequential(*layers))
         for module in self.modules():
             if isinstance(module, nn.Conv2d):  # He init, for training from scratch
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+                init.kaiming_normal_fan_out_(module.weight)
         self.freeze(cfg.freeze_at)
 
     @property

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasterrcnn.config import BoxHeadConfig, RoIPoolerConfig
+from fasterrcnn.modeling import init
 from fasterrcnn.ops.roi_align import roi_align
 
 
@@ -93,8 +94,8 @@ class BoxPredictor(nn.Module):
 
     def reset_parameters(self) -> None:
         """Small random weights, zero biases: every class starts equally likely."""
-        nn.init.normal_(self.cls_score.weight, std=0.01)
-        nn.init.normal_(self.bbox_pred.weight, std=0.001)
+        init.normal_(self.cls_score.weight, std=0.01)
+        init.normal_(self.bbox_pred.weight, std=0.001)
         nn.init.zeros_(self.cls_score.bias)
         nn.init.zeros_(self.bbox_pred.bias)
 

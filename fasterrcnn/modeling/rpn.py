@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasterrcnn.config import AnchorConfig, RPNConfig
+from fasterrcnn.modeling import init
 from fasterrcnn.ops.anchors import cell_anchors, grid_anchors
 from fasterrcnn.ops.boxes import clip_boxes, decode_boxes, nonempty_mask
 from fasterrcnn.ops.nms import batched_nms
@@ -39,9 +40,14 @@ class AnchorGenerator(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.strides = strides
+        self.reset_buffers()
+
+    def reset_buffers(self, device: torch.device | str | None = None) -> None:
+        """(Re)compute the cell anchors of every level (buffers outside the state dict)."""
+        cfg = self.cfg
         for level, size in enumerate(cfg.sizes):
             cells = cell_anchors((size,), cfg.ratios, cfg.shape_rule, cfg.legacy_base_size)
-            self.register_buffer(f"cells_{level}", cells, persistent=False)
+            self.register_buffer(f"cells_{level}", cells.to(device), persistent=False)
 
     @property
     def num_anchors(self) -> int:
@@ -80,7 +86,7 @@ class RPNHead(nn.Module):
         self.objectness = nn.Conv2d(channels, num_anchors * logits_per_anchor, 1)
         self.deltas = nn.Conv2d(channels, num_anchors * 4, 1)
         for conv in (self.conv, self.objectness, self.deltas):
-            nn.init.normal_(conv.weight, std=0.01)
+            init.normal_(conv.weight, std=0.01)
             if conv.bias is not None:
                 nn.init.zeros_(conv.bias)
 

@@ -9,10 +9,11 @@ from typing import Any
 
 import torch
 
+from fasterrcnn.config import ModelConfig
 from fasterrcnn.config_io import config_differences
 from fasterrcnn.engine.detector import Detector
 from fasterrcnn.zoo.checkpoints import CheckpointError, load_into
-from fasterrcnn.zoo.download import DownloadError, fetch_weights
+from fasterrcnn.zoo.download import DownloadError, fetch_weights, published_file
 from fasterrcnn.zoo.native import NativeCheckpoint, is_native, read_native, save_native
 from fasterrcnn.zoo.presets import PRESETS, Preset
 
@@ -57,17 +58,22 @@ def create_model(
 
     Any other ``weights`` (a checkpoint file or state dict of the preset's family or of this
     library) needs ``name``; ``pretrained=True`` downloads the preset's published weights into
-    the cache instead (and builds the model as those weights need it, see
-    :class:`~fasterrcnn.zoo.presets.WeightsInfo`). With neither, the weights are freshly
-    initialized.
+    the cache instead. A published file runs with the settings it was made for (see
+    :class:`~fasterrcnn.zoo.presets.WeightsInfo`; torchvision's COCO file: frozen batch norm
+    without epsilon) whether it is downloaded or passed as a path (recognised by checksum).
+    With neither, the weights are freshly initialized.
+
+    A model whose weights are loaded is built on the meta device: no random initialisation
+    is spent on parameters about to be overwritten.
     """
     native = _native_weights(name, weights)
     if native is not None:
         if name is not None:
             _warn_if_overridden(get_preset(name), native, weights)
-        model = Detector(native.config)
+        model = _skeleton(native.config)
         try:
-            load_into(model, native.state_dict, "native")
+            own = not isinstance(weights, NativeCheckpoint)  # just read from the file
+            load_into(model, native.state_dict, "native", own=own)
         except CheckpointError as err:
             where = f"{weights}: " if isinstance(weights, (str, Path)) else ""
             raise CheckpointError(f"{where}{err}") from None
@@ -79,17 +85,32 @@ def create_model(
             )
         preset = get_preset(name)
         config = preset.config
+        published = None
         if weights is None and pretrained:
             if preset.weights is None:
                 raise DownloadError(f"{name} has no published weights")
-            config = preset.weights.model_config(config)
-            weights = fetch_weights(preset.weights)
-        model = Detector(config)
-        if weights is not None and not isinstance(weights, NativeCheckpoint):
+            published = preset.weights
+            weights = fetch_weights(published)
+        elif isinstance(weights, (str, Path)):
+            published = published_file(Path(weights), preset.family)
+        if published is not None:
+            config = published.model_config(config)
+        if weights is None:
+            model = Detector(config)  # freshly initialized
+        else:
+            assert not isinstance(weights, NativeCheckpoint)  # handled above
+            model = _skeleton(config)
             load_into(model, weights, preset.family)
     if device is not None:
         model.to(device)
     return model.eval()
+
+
+def _skeleton(config: ModelConfig) -> Detector:
+    """The model on the meta device, its weights to be loaded next: no memory is allocated
+    and no random initialisation runs for parameters about to be overwritten."""
+    with torch.device("meta"):
+        return Detector(config)
 
 
 def _native_weights(

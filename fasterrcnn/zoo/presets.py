@@ -39,6 +39,11 @@ class WeightsInfo:
     md5: str | None = None  # a prefix, where the source names its files by MD5 (detectron2)
     body_norm_eps: float | None = None
 
+    @property
+    def has_settings(self) -> bool:
+        """Whether the file needs settings of its own (:meth:`model_config` changes a config)."""
+        return self.body_norm_eps is not None
+
     def model_config(self, config: ModelConfig) -> ModelConfig:
         """``config`` as these weights need it."""
         if self.body_norm_eps is None:
