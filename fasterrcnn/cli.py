@@ -385,10 +385,7 @@ def load_model(name: str | None, weights: str | None, device: str) -> Detector:
     except (UnknownModelError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     except DownloadError as err:
-        raise CLIError(
-            f"no weights for {name}: {err}; download the file elsewhere and pass --weights PATH",
-            status=1,
-        ) from None
+        raise CLIError(f"no weights for {name}: {err}, or pass --weights PATH", status=1) from None
 
 
 def start_processes(device: str) -> tuple[DistributedContext, str]:

@@ -361,8 +361,15 @@ def test_no_weights_and_no_network(tmp_path, strips):
         env={"FASTERRCNN_HOME": str(cache)},
     )
     assert proc.returncode == 1
-    assert_one_line_error(proc, "--weights")
-    assert list(cache.iterdir()) == []  # no partial download left behind
+    info = fasterrcnn.get_preset(fasterrcnn.zoo.presets.DEFAULT_MODEL).weights
+    assert_one_line_error(
+        proc,
+        "--weights",
+        f"could not download {info.url}",
+        f"put the file at {cache / info.file_name}",
+    )
+    # No partial download left behind: only the folder of lock files.
+    assert [p.name for p in cache.iterdir()] == [".locks"]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
@@ -386,12 +393,17 @@ def test_device_cuda_unavailable(tmp_path, strips, tv_weights_path):
 
 def test_models_lists_presets(capsys):
     assert main(["models"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    header, *rows, cache = capsys.readouterr().out.strip().splitlines()
     names = fasterrcnn.list_models()
     assert TORCHVISION in names
-    # One entry per preset, each starting with the preset's name at the start of a line.
-    listed = [line.split()[0] for line in lines if line and not line[0].isspace()]
-    assert listed == names
+    assert header.split() == ["model", "source", "mAP", "file", "size", "cached"]
+    assert [row.split()[0] for row in rows] == names  # one row per preset
+    seed = next(row for row in rows if row.startswith("faster_rcnn_res50_coco_1x_800size "))
+    assert seed.split()[1:] == [
+        "(default)", "MegEngine", "38.8", "faster_rcnn_res50_coco_1x_800size_38dot8_5e195d80.pkl",
+        "~159", "MiB", "no",
+    ]  # fmt: skip
+    assert cache.startswith("cache: ")
 
 
 def test_models_subprocess(tmp_path):

@@ -14,6 +14,7 @@ import torch
 from weights_server import WeightsServer
 
 import fasterrcnn
+from fasterrcnn.cli import main
 from fasterrcnn.zoo import presets
 from fasterrcnn.zoo.download import DownloadError, cached_path, fetch_weights
 from fasterrcnn.zoo.presets import PRESETS, WeightsInfo
@@ -52,8 +53,8 @@ def _info(name: str, data: bytes | None = None, **checksums: str) -> WeightsInfo
 
 
 def _cached(cache: Path) -> list[str]:
-    """Files in the cache, lock files and the folder's own probe aside."""
-    return sorted(p.name for p in cache.iterdir() if not p.name.endswith(".lock"))
+    """Files in the cache, the folder of lock files aside."""
+    return sorted(p.name for p in cache.iterdir() if p.name != ".locks")
 
 
 def test_download_through_the_mirror_caches_verifies_and_shows_progress(mirror, cache, capsys):
@@ -186,6 +187,10 @@ def test_published_file_runs_with_its_settings_however_it_is_passed(published_tv
     for model in (by_path, fasterrcnn.create_model(name, weights=copied)):
         assert model.backbone.body.bn1.eps == 0.0
         assert {m.eps for m in model.modules() if hasattr(m, "eps")} == {0.0}
+    # Converted to the native format, it keeps them.
+    native = tmp_path / "tv.safetensors"
+    assert main(["convert", str(copied), str(native), "--model", name]) == 0
+    assert fasterrcnn.create_model(weights=native).backbone.body.bn1.eps == 0.0
     # Any other file of the family runs with the architecture's 1e-5.
     other = torch.load(published_tv, weights_only=True)
     other["rpn.head.cls_logits.bias"] = other["rpn.head.cls_logits.bias"] + 1

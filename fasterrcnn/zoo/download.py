@@ -94,20 +94,26 @@ def fetch_weights(info: WeightsInfo, timeout: float = 30.0, progress: bool = Tru
         return target
     _make_folder(target.parent)
     try:
-        with FileLock(f"{target}.lock", timeout=_LOCK_TIMEOUT_S):
+        with FileLock(_lock_path(target), timeout=_LOCK_TIMEOUT_S):
             if target.is_file():  # another process downloaded it while this one waited
                 return target
             _download(info, target, timeout, progress)
     except Timeout:
         raise DownloadError(
-            f"gave up waiting for another process to download {target} (lock {target}.lock)"
+            f"gave up waiting for another process to download {target} (lock {_lock_path(target)})"
         ) from None
     return target
 
 
+def _lock_path(target: Path) -> Path:
+    """The lock file of a cache entry, kept apart in ``.locks`` (lock files stay after use:
+    removing one could let two processes hold "the" lock at once)."""
+    return target.parent / ".locks" / f"{target.name}.lock"
+
+
 def _make_folder(folder: Path) -> None:
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        (folder / ".locks").mkdir(parents=True, exist_ok=True)
         probe = tempfile.TemporaryFile(dir=folder)
         probe.close()
     except OSError as err:
