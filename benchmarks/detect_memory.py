@@ -9,16 +9,15 @@ The images are the mini set's, repeated (a folder of symbolic links) until each 
 reached. Each count runs the real command in a fresh process; every 0.1 s this script reads
 from /proc the memory of its whole process tree (the command and its DataLoader workers) as
 PSS (resident pages, those the workers share with the process they were forked from counted
-once) and the RSS of the command's own process. It reports the tree's peak, its value once a
-tenth of the run is done and at the end, the command's peak RSS, and each peak's ratio to the
-first count's. Memory that does not grow with the number of images shows as ratios near 1.
+once) and the peak RSS of the command's own process (the kernel's high-water mark). It
+reports the tree's peak, its value once a tenth of the run is done and at the end, the
+command's peak RSS, and each peak's ratio to the first count's. Memory that does not grow with the number of images shows as ratios near 1.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,6 @@ SHAPES = {
         "faster_rcnn_res18_coco_3x_800size_state_dict_shapes.json",
     ),
 }
-PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
 def parse_args() -> argparse.Namespace:
@@ -83,15 +81,19 @@ def _pss(pid: int) -> int:
 
 
 def tree_memory(root: int) -> tuple[int, int]:
-    """(PSS of ``root`` and all its descendants, RSS of ``root`` alone), in bytes.
+    """(PSS of ``root`` and all its descendants, peak RSS of ``root`` alone so far), in bytes.
 
     PSS counts the pages DataLoader workers share with the process they were forked from
-    once, where summing RSS would count them in every worker."""
+    once, where summing RSS would count them in every worker. The peak RSS is the kernel's
+    high-water mark (``VmHWM``), exact between samples."""
+    hwm = 0
     try:
-        rss = int(Path(f"/proc/{root}/statm").read_text().split()[1]) * PAGE
+        for line in Path(f"/proc/{root}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                hwm = int(line.split()[1]) * 1024
     except OSError:
-        rss = 0
-    return sum(_pss(pid) for pid in _descendants(root)), rss
+        pass
+    return sum(_pss(pid) for pid in _descendants(root)), hwm
 
 
 def run(args: argparse.Namespace, weights: Path, count: int, folder: Path) -> dict[str, Any]:
@@ -151,7 +153,7 @@ def main() -> None:
     print(f"model {args.model}; batch {args.batch_size}; {args.workers} worker(s); "
           f"{'drawn images + JSON' if args.draw else 'JSON only'}")  # fmt: skip
     print(f"{'images':>7} {'wall s':>8} {'peak MB':>8} {'ratio':>6} {'at 10% MB':>9} "
-          f"{'at end MB':>9} {'main RSS MB':>11} {'ratio':>6}")  # fmt: skip
+          f"{'at end MB':>9} {"main peak MB":>12} {'ratio':>6}")  # fmt: skip
     for row in rows:
         print(f"{row['images']:>7} {row['wall_s']:>8.1f} {row['peak_tree_mb']:>8.0f} "
               f"{row['peak_tree_mb'] / rows[0]['peak_tree_mb']:>6.3f} "

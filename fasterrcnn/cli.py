@@ -40,6 +40,7 @@ from fasterrcnn.engine.distributed import (
 )
 from fasterrcnn.engine.evaluate import class_mapping, detect_dataset, evaluate_found, select_images
 from fasterrcnn.engine.inference import run_inference
+from fasterrcnn.engine.memory import limit_kernel_cache
 from fasterrcnn.engine.train import (
     EvalSet,
     TrainingError,
@@ -255,6 +256,7 @@ def _add_train_parser(commands: argparse._SubParsersAction) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    limit_kernel_cache()  # before any convolution runs
     _log_to_stderr()
     try:
         if args.command == "models":

@@ -16,6 +16,7 @@ from weights_server import WeightsServer
 import fasterrcnn
 from fasterrcnn.cli import main
 from fasterrcnn.zoo import presets
+from fasterrcnn.zoo.catalog import format_size, tensor_bytes
 from fasterrcnn.zoo.download import DownloadError, cached_path, fetch_weights
 from fasterrcnn.zoo.presets import PRESETS, WeightsInfo
 
@@ -216,3 +217,27 @@ def test_presets_record_their_provenance():
     seed = fasterrcnn.get_preset("faster_rcnn_res50_coco_1x_800size")
     assert seed.weights.file_name == "faster_rcnn_res50_coco_1x_800size_38dot8_5e195d80.pkl"
     assert seed.weights.coco_map == 38.8
+
+
+def test_a_folder_mirror_works_offline(cache, tmp_path, monkeypatch):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    data = b"copied onto an air-gapped machine"
+    (folder / "w.pth").write_bytes(data)
+    monkeypatch.setenv("FASTERRCNN_MIRROR", folder.as_uri())
+    assert fetch_weights(_info("w.pth", data)).read_bytes() == data
+
+
+def test_readme_presets_table_matches_the_presets():
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    rows = {}
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if line.startswith("| `") and len(cells) == 6:
+            rows[cells[0].split("`")[1]] = cells
+    assert sorted(rows) == fasterrcnn.list_models()
+    for name, (_, _, _, mean_ap, file_cell, size) in rows.items():
+        weights = fasterrcnn.get_preset(name).weights
+        assert float(mean_ap) == weights.coco_map and f"`{weights.file_name}`" in file_cell
+        config = fasterrcnn.get_preset(name).config
+        assert size == format_size(tensor_bytes(config))

@@ -13,12 +13,21 @@ threshold at 4 MiB instead: every feature map is its own mapping, returned whole
 (with it, the peak of ``fasterrcnn detect`` over 320 images was 1.07 times its peak over 20;
 without, the heap kept growing with the number of image sizes seen). Without glibc both are
 no-ops.
+
+oneDNN, which runs PyTorch's CPU convolutions, caches the kernels it generates per input
+shape (1024 by default: about ten image sizes of this model). A run over images of many sizes
+fills that cache (28 MB more resident memory after 120 images of 21 sizes than with the
+cap below). :func:`limit_kernel_cache`
+keeps 128 (the last image size's, about one image's worth), at no measurable cost in speed
+(1.580 against 1.572 s/image over 16 images of 8 sizes). ``fasterrcnn`` commands call it
+first thing: it only works before the process's first convolution.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 from collections.abc import Callable
 
 _LIBC = ctypes.util.find_library("c")
@@ -62,3 +71,13 @@ def keep_large_blocks_mapped() -> bool:
         return False
     _mapped = bool(mallopt(_M_MMAP_THRESHOLD, _MAPPED_FROM))
     return _mapped
+
+
+KERNEL_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"
+KERNEL_CACHE_CAPACITY = 128
+
+
+def limit_kernel_cache() -> None:
+    """Cap oneDNN's kernel cache at :data:`KERNEL_CACHE_CAPACITY` entries unless the user set
+    ``ONEDNN_PRIMITIVE_CACHE_CAPACITY``; effective only before the first convolution."""
+    os.environ.setdefault(KERNEL_CACHE_ENV, str(KERNEL_CACHE_CAPACITY))
