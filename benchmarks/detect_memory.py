@@ -153,12 +153,12 @@ def main() -> None:
     print(f"model {args.model}; batch {args.batch_size}; {args.workers} worker(s); "
           f"{'drawn images + JSON' if args.draw else 'JSON only'}")  # fmt: skip
     print(f"{'images':>7} {'wall s':>8} {'peak MB':>8} {'ratio':>6} {'at 10% MB':>9} "
-          f"{'at end MB':>9} {"main peak MB":>12} {'ratio':>6}")  # fmt: skip
+          f"{'at end MB':>9} {'main peak MB':>12} {'ratio':>6}")  # fmt: skip
     for row in rows:
         print(f"{row['images']:>7} {row['wall_s']:>8.1f} {row['peak_tree_mb']:>8.0f} "
               f"{row['peak_tree_mb'] / rows[0]['peak_tree_mb']:>6.3f} "
               f"{row['at_10pct_mb']:>9.0f} {row['at_end_mb']:>9.0f} "
-              f"{row['peak_main_rss_mb']:>11.0f} "
+              f"{row['peak_main_rss_mb']:>12.0f} "
               f"{row['peak_main_rss_mb'] / rows[0]['peak_main_rss_mb']:>6.3f}")  # fmt: skip
         print(f"        {row['summary']}")
     if args.json:
