@@ -26,7 +26,6 @@ from tqdm import tqdm
 
 from fasterrcnn.data.coco import CocoDataset, DatasetError
 from fasterrcnn.data.images import ImageError, list_images
-from fasterrcnn.data.train_dataset import TrainingDataset
 from fasterrcnn.engine.coco_evaluator import CocoMetrics, evaluate_results, load_results
 from fasterrcnn.engine.detections import Detections
 from fasterrcnn.engine.detector import Detector
@@ -41,14 +40,6 @@ from fasterrcnn.engine.distributed import (
 from fasterrcnn.engine.evaluate import class_mapping, detect_dataset, evaluate_found, select_images
 from fasterrcnn.engine.inference import run_inference
 from fasterrcnn.engine.memory import limit_kernel_cache
-from fasterrcnn.engine.train import (
-    EvalSet,
-    TrainingError,
-    TrainOptions,
-    check_output_folder,
-    train,
-)
-from fasterrcnn.engine.train_setup import prepare_training_model
 from fasterrcnn.engine.visualize import draw_detections
 from fasterrcnn.zoo import (
     CheckpointError,
@@ -570,6 +561,17 @@ def _report(metrics: CocoMetrics, metrics_file: str | None, seconds: float) -> N
 
 
 def run_train(args: argparse.Namespace) -> int:
+    # Imported here: the other commands start faster without the training modules.
+    from fasterrcnn.data.train_dataset import TrainingDataset
+    from fasterrcnn.engine.train import (
+        EvalSet,
+        TrainingError,
+        TrainOptions,
+        check_output_folder,
+        train,
+    )
+    from fasterrcnn.engine.train_setup import prepare_training_model
+
     logger.setLevel(logging.INFO)
     if (args.eval_images is None) != (args.eval_annotations is None):
         raise CLIError("give --eval-images and --eval-annotations together")
