@@ -1,7 +1,5 @@
 """``python -m fasterrcnn`` (and ``torchrun -m fasterrcnn``): the command line."""
 
-import sys
+from fasterrcnn.cli import run
 
-from fasterrcnn.cli import main
-
-sys.exit(main())
+run()

@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -272,6 +273,23 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         shutdown()
+
+
+def run() -> None:
+    """The ``fasterrcnn`` program: :func:`main`, then a quick exit.
+
+    Once every output is written and flushed, the process ends without the interpreter's
+    finalisation, which tears down PyTorch's thousand modules one by one (0.4 s, a tenth of
+    a one-image ``detect``). ``main`` itself returns normally, for callers in Python.
+    """
+    status = main()
+    logging.shutdown()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # a reader that stopped; closed streams
+        pass
+    os._exit(status)
 
 
 class _StderrHandler(logging.Handler):
@@ -635,4 +653,4 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
