@@ -9,7 +9,8 @@ are averaged. Two conventions for points near the border exist in the wild:
 - ``border="zero"`` (MegEngine): each of the 4 bilinear neighbours that lies outside the map
   counts as 0, and coordinates are never clamped.
 
-``torchvision.ops.roi_align`` is used for ``border="clamp"`` when it imports and works.
+``torchvision.ops.roi_align`` is used for ``border="clamp"`` on GPUs when it imports and
+works.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ def roi_align(
         Tensor[K, C, ph, pw].
     """
     ph, pw = (output_size, output_size) if isinstance(output_size, int) else output_size
-    tv_roi_align = torchvision_op("roi_align") if border == "clamp" else None
+    # torchvision's CPU kernel is single-threaded: on 1000 RoIs of a 800x1216 image it took
+    # 0.40 s where the pure version takes 0.10 s, so it is used on GPUs only.
+    use_torchvision = border == "clamp" and features.device.type != "cpu"
+    tv_roi_align = torchvision_op("roi_align") if use_torchvision else None
     if tv_roi_align is not None:
         return tv_roi_align(features, rois, (ph, pw), spatial_scale, sampling_ratio, aligned)
     return roi_align_pure(features, rois, (ph, pw), spatial_scale, sampling_ratio, aligned, border)

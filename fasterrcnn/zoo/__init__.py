@@ -103,6 +103,10 @@ def create_model(
             load_into(model, weights, preset.family)
     if device is not None:
         model.to(device)
+    if model.device.type == "cpu":
+        # oneDNN's NHWC convolutions are faster on CPUs; the weights' format carries every
+        # feature map into it (the R50 body and FPN ran 1.1x faster than in NCHW).
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
     return model.eval()
 
 
