@@ -41,6 +41,7 @@ from fasterrcnn.engine.distributed import (
 from fasterrcnn.engine.evaluate import class_mapping, detect_dataset, evaluate_found, select_images
 from fasterrcnn.engine.inference import run_inference
 from fasterrcnn.engine.memory import limit_kernel_cache
+from fasterrcnn.engine.precision import PrecisionError, check_precision
 from fasterrcnn.engine.visualize import draw_detections
 from fasterrcnn.zoo import (
     CheckpointError,
@@ -93,6 +94,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         "--weights", metavar="PATH", help="local checkpoint file (default: the preset's download)"
     )
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16"),
+        default="fp32",
+        help="bf16: convolutions and linear layers in bfloat16, boxes and NMS in float32, "
+        "where the device supports it (default fp32)",
+    )
     parser.add_argument(
         "--batch-size", type=_positive, default=1, metavar="B", help="images per batch (1)"
     )
@@ -384,15 +392,23 @@ def model_name(name: str | None, weights: str | None) -> str | None:
     raise CLIError(f"{weights}: has no fasterrcnn metadata; name the preset with --model")
 
 
-def load_model(name: str | None, weights: str | None, device: str) -> Detector:
+def load_model(
+    name: str | None, weights: str | None, device: str, precision: str = "fp32"
+) -> Detector:
     """``--model``/``--weights`` as a model on ``device`` (see :func:`model_name`)."""
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CLIError(f"--device {device}: CUDA is not available here")
+    try:
+        check_precision(precision, device)  # before any download
+    except PrecisionError as err:
+        raise CLIError(f"--precision {precision}: {err}") from None
     name = model_name(name, weights)
     try:
         if weights is not None:
-            return create_model(name, weights=weights, device=device)
-        return create_model(name or DEFAULT_MODEL, pretrained=True, device=device)
+            return create_model(name, weights=weights, device=device, precision=precision)
+        return create_model(
+            name or DEFAULT_MODEL, pretrained=True, device=device, precision=precision
+        )
     except (UnknownModelError, CheckpointError) as err:
         raise CLIError(str(err)) from None
     except DownloadError as err:
@@ -417,7 +433,7 @@ def run_detect(args: argparse.Namespace) -> int:
     if not paths:
         raise CLIError("no images found in " + " ".join(args.sources))
     context, device = start_processes(args.device)
-    model = load_model(args.model, args.weights, device)
+    model = load_model(args.model, args.weights, device, args.precision)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -513,7 +529,7 @@ def run_eval(args: argparse.Namespace) -> int:
         indices = select_images(dataset, args.max_images, args.allow_missing)
     except DatasetError as err:
         raise CLIError(str(err)) from None
-    model = load_model(args.model, args.weights, device)
+    model = load_model(args.model, args.weights, device, args.precision)
     try:
         mapping = class_mapping(model, dataset)
     except DatasetError as err:

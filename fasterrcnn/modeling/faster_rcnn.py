@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -26,6 +27,7 @@ from fasterrcnn.modeling.rpn_training import rpn_losses
 from fasterrcnn.modeling.targets import Targets
 
 ImageSize = tuple[int, int]
+Precision = Literal["fp32", "bf16"]
 
 
 @dataclass
@@ -67,6 +69,24 @@ class FasterRCNN(nn.Module):
         self.rpn = RPN(config.rpn, config.anchors, channels, strides)
         self.roi_heads = RoIHeads(config.pooler, config.box_head, channels, strides[:4])
         self.postprocess = DetectionPostProcess(config.box_head, config.postprocess)
+        # The convolutions' and linear layers' dtype under autocast (bfloat16), or None for
+        # float32 throughout; see set_precision.
+        self.compute_dtype: torch.dtype | None = None
+
+    def set_precision(self, precision: Precision) -> FasterRCNN:
+        """``"fp32"``, or ``"bf16"``: convolutions and linear layers in bfloat16 (autocast;
+        the parameters stay float32), while every stage where rounding decides boxes stays in
+        float32: the heads' outputs are cast back before anchors are decoded, proposals and
+        detections are selected and NMS runs, and RoI levels and sample positions are
+        computed in float32."""
+        if precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
+        self.compute_dtype = torch.bfloat16 if precision == "bf16" else None
+        return self
+
+    @property
+    def precision(self) -> Precision:
+        return "bf16" if self.compute_dtype == torch.bfloat16 else "fp32"
 
     @property
     def device(self) -> torch.device:
@@ -77,6 +97,17 @@ class FasterRCNN(nn.Module):
         images: Tensor,
         image_sizes: Sequence[ImageSize],
         targets: Sequence[Targets] | None = None,
+    ) -> RawOutputs:
+        with torch.autocast(
+            images.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype is not None
+        ):
+            return self._forward(images, image_sizes, targets)
+
+    def _forward(
+        self,
+        images: Tensor,
+        image_sizes: Sequence[ImageSize],
+        targets: Sequence[Targets] | None,
     ) -> RawOutputs:
         features = self.backbone(images)
         padded_size = (images.shape[-2], images.shape[-1])

@@ -115,4 +115,6 @@ class RoIHeads(nn.Module):
         self.predictor = BoxPredictor(head.fc_dim, head)
 
     def forward(self, features: list[Tensor], rois: Tensor) -> tuple[Tensor, Tensor]:
-        return self.predictor(self.box_head(self.pooler(features, rois)))
+        """Float32 logits and deltas, whatever the layers ran in."""
+        logits, deltas = self.predictor(self.box_head(self.pooler(features, rois)))
+        return logits.float(), deltas.float()

@@ -134,8 +134,9 @@ class RPN(nn.Module):
         raw_objectness, raw_deltas = self.head(features)
         anchors = self.anchor_generator([tuple(f.shape[-2:]) for f in features], padded_size)
         k = self.logits_per_anchor
-        objectness = [_flatten(o, k) for o in raw_objectness]  # (N, Hi*Wi*A, K)
-        deltas = [_flatten(d, 4) for d in raw_deltas]  # (N, Hi*Wi*A, 4)
+        # Float32 from here on, whatever the head ran in: ranking and decoding decide boxes.
+        objectness = [_flatten(o, k).float() for o in raw_objectness]  # (N, Hi*Wi*A, K)
+        deltas = [_flatten(d, 4).float() for d in raw_deltas]  # (N, Hi*Wi*A, 4)
         proposals = [
             self.select_proposals(
                 [o[i] for o in objectness], [d[i] for d in deltas], anchors, image_sizes[i]

@@ -12,6 +12,7 @@ import torch
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.config_io import config_differences
 from fasterrcnn.engine.detector import Detector
+from fasterrcnn.engine.precision import PrecisionError, check_precision
 from fasterrcnn.zoo.checkpoints import CheckpointError, load_into
 from fasterrcnn.zoo.download import DownloadError, fetch_weights, published_file
 from fasterrcnn.zoo.native import NativeCheckpoint, is_native, read_native, save_native
@@ -46,6 +47,7 @@ def create_model(
     *,
     pretrained: bool = False,
     device: str | torch.device | None = None,
+    precision: str = "fp32",
 ) -> Detector:
     """Build a model in eval mode: preset ``name``, or the model a native checkpoint holds.
 
@@ -65,7 +67,12 @@ def create_model(
 
     A model whose weights are loaded is built on the meta device: no random initialisation
     is spent on parameters about to be overwritten.
+
+    ``precision``: ``"fp32"``, or ``"bf16"`` where the device runs bfloat16 natively (else a
+    one-line :class:`~fasterrcnn.engine.precision.PrecisionError`); see
+    :meth:`~fasterrcnn.modeling.faster_rcnn.FasterRCNN.set_precision`.
     """
+    checked = check_precision(precision, device if device is not None else "cpu")
     native = _native_weights(name, weights)
     if native is not None:
         if name is not None:
@@ -107,6 +114,7 @@ def create_model(
         # oneDNN's NHWC convolutions are faster on CPUs; the weights' format carries every
         # feature map into it (the R50 body and FPN ran 1.1x faster than in NCHW).
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
+    model.set_precision(checked)
     return model.eval()
 
 
@@ -146,6 +154,7 @@ __all__ = [
     "CheckpointError",
     "DownloadError",
     "NativeCheckpoint",
+    "PrecisionError",
     "UnknownModelError",
     "create_model",
     "get_preset",
