@@ -87,6 +87,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="square fp32 matmul sizes for the peak, comma-separated "
         "(default 1024,2048,3072 on cpu, 4096,8192 on cuda)",
     )
+    p.add_argument(
+        "--precisions",
+        default="fp32",
+        help="our precisions to time, comma-separated (default fp32; bf16 adds a model "
+        "with create_model(precision='bf16'), timed end to end beside the others)",
+    )
     p.add_argument("--no-torchvision", action="store_true", help="skip the torchvision run")
     p.add_argument(
         "--check-flops",
@@ -338,6 +344,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     preset = fasterrcnn.get_preset(args.model)
     weights, weights_desc = load_weights(args, preset.family)
     model = fasterrcnn.create_model(args.model, weights=weights, device=device)
+    extra = [p for p in args.precisions.split(",") if p and p != "fp32"]
+    extra_models = {
+        p: fasterrcnn.create_model(args.model, weights=weights, device=device, precision=p)
+        for p in extra
+    }
     tv_model, tv_desc = (None, "skipped (--no-torchvision)")
     if not args.no_torchvision:
         tv_model, tv_desc = build_torchvision(torchvision_state(weights), device)
@@ -372,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for _ in range(args.warmup):
         run_predict(model, images[0], clock)
         run_stages(model, images[0], clock)
+        for extra_model in extra_models.values():
+            run_predict(extra_model, images[0], clock)
         if tv_model is not None:
             run_torchvision(tv_model, images[0], device, clock)
 
@@ -383,6 +396,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ("predict", partial(run_predict, model, image, clock)),
             ("stages", partial(run_stages, model, image, clock)),
         ]
+        for precision, extra_model in extra_models.items():
+            samples[f"predict_{precision}"] = []
+            runs.append((f"predict_{precision}", partial(run_predict, extra_model, image, clock)))
         if tv_model is not None:
             runs.append(("torchvision", partial(run_torchvision, tv_model, image, device, clock)))
         for r in range(args.repeat):
@@ -406,6 +422,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "stages_total_s": sum(stage_times.values()),
             "detections": samples["predict"][-1][1],
         }
+        for precision in extra_models:
+            rec[f"predict_{precision}_s"] = statistics.median(
+                t for t, _ in samples[f"predict_{precision}"]
+            )
         if tv_model is not None:
             rec["torchvision_s"] = statistics.median(t for t, _ in samples["torchvision"])
             rec["torchvision_detections"] = samples["torchvision"][-1][1]
@@ -517,6 +537,23 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"FLOP check on {records[0]['image']}: real forward "
             f"{flop_check['real_forward'] / 1e9:.3f} GFLOPs, meta count "
             f"{flop_check['meta_count'] / 1e9:.3f}"
+        )
+
+    # ---- configurations
+    configs = [("ours fp32", pred)]
+    configs += [(f"ours {p}", [r[f"predict_{p}_s"] for r in records]) for p in extra_models]
+    if tv_model is not None:
+        configs.append(("torchvision fp32", [r["torchvision_s"] for r in records]))
+    summary["configurations"] = {}
+    print()
+    print(f"{'configuration':<22}{'s/image':>9}{'median':>9}{'images/s':>10}{'/ torchvision':>15}")
+    for label, times in configs:
+        ratio = sum(times) / sum(r["torchvision_s"] for r in records) if tv_model else None
+        summary["configurations"][label] = {**summarize(times), "over_torchvision": ratio}
+        shown = f"{ratio:>15.3f}" if ratio is not None else f"{'-':>15}"
+        print(
+            f"{label:<22}{statistics.fmean(times):>9.3f}{statistics.median(times):>9.3f}"
+            f"{len(times) / sum(times):>10.2f}{shown}"
         )
 
     busy = max(load_before, load_after) - args.threads
