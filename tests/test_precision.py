@@ -63,3 +63,14 @@ def test_bf16_layers_float32_boxes():
     # The same function, to bfloat16's precision: every pyramid level within 2% of float32.
     for a, b in zip(raw.features, ref.features, strict=True):
         assert (a.float() - b).norm() <= 0.02 * b.norm()
+
+
+@pytest.mark.skipif(not NATIVE_BF16, reason="this CPU has no native bfloat16")
+def test_fp32_model_follows_the_callers_autocast():
+    """Training runs the fp32 model under its own autocast: the model must not turn it off."""
+    torch.manual_seed(0)
+    model = fasterrcnn.create_model(RES18)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        raw = model(torch.randn(1, 3, 256, 320), [(256, 320)])
+    assert raw.features[0].dtype == torch.bfloat16
+    assert raw.class_logits.dtype == torch.float32

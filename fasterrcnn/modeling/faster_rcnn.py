@@ -98,9 +98,9 @@ class FasterRCNN(nn.Module):
         image_sizes: Sequence[ImageSize],
         targets: Sequence[Targets] | None = None,
     ) -> RawOutputs:
-        with torch.autocast(
-            images.device.type, dtype=self.compute_dtype, enabled=self.compute_dtype is not None
-        ):
+        if self.compute_dtype is None:  # float32, or whatever autocast the caller set
+            return self._forward(images, image_sizes, targets)
+        with torch.autocast(images.device.type, dtype=self.compute_dtype):
             return self._forward(images, image_sizes, targets)
 
     def _forward(
