@@ -8,7 +8,9 @@ import sys
 from pathlib import Path
 
 
-def run_cli(args: list[object], cwd: Path, processes: int = 1) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[object], cwd: Path, processes: int = 1, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
     """One thread per process (``OMP_NUM_THREADS=1``, as torchrun's CPU processes have), a
     private model cache under ``cwd``."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "FASTERRCNN_HOME": str(cwd / "cache")}
@@ -18,5 +20,5 @@ def run_cli(args: list[object], cwd: Path, processes: int = 1) -> subprocess.Com
                     f"--nproc-per-node={processes}", "-m", "fasterrcnn"]  # fmt: skip
     return subprocess.run(
         [*launcher, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True,
-        timeout=600,
+        timeout=timeout,
     )  # fmt: skip

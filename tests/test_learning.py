@@ -33,7 +33,7 @@ def _train(output: Path, annotations: Path, iterations: int, *extra: object) -> 
 
 def test_training_from_scratch_learns_and_fine_tunes(tmp_path: Path) -> None:
     scratch = tmp_path / "scratch"
-    run = run_cli(_train(scratch, ANNOTATIONS, SCRATCH_ITERATIONS), tmp_path)
+    run = run_cli(_train(scratch, ANNOTATIONS, SCRATCH_ITERATIONS), tmp_path, timeout=1800)
     assert run.returncode == 0, run.stderr
     assert "group norm" in run.stderr
 
