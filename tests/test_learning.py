@@ -1,7 +1,7 @@
 """A real learning check (slow: ``pytest -m slow``): the ResNet-18 FPN preset trained from
 scratch by ``fasterrcnn train`` on the 8 annotated images of the COCO slice, at short side 320,
-reaches AP50 >= 0.5 on them, and its AP in bf16 is within 0.5 points of fp32; fine-tuned to
-three of COCO's categories, its ``detect`` output names those three.
+reaches AP50 >= 0.5 on them; fine-tuned to three of COCO's categories, its ``detect`` output
+names those three.
 """
 
 from __future__ import annotations
@@ -48,19 +48,6 @@ def test_training_from_scratch_learns_and_fine_tunes(tmp_path: Path) -> None:
     print(f"from scratch, {SCRATCH_ITERATIONS} iterations: AP {stats['AP']:.3f}, "
           f"AP50 {stats['AP50']:.3f}")  # fmt: skip
     assert stats["AP50"] >= 0.5
-
-    # The trained model in bfloat16 (convolutions and linear layers; boxes and NMS in float32)
-    # scores within half an AP point of float32.
-    bf16_metrics = tmp_path / "metrics_bf16.json"
-    evaluation = run_cli(
-        ["eval", "--images", IMAGES, "--annotations", ANNOTATIONS, "--metrics", bf16_metrics,
-         "--weights", scratch / "model_final.safetensors", "--precision", "bf16"],
-        tmp_path,
-    )  # fmt: skip
-    assert evaluation.returncode == 0, evaluation.stderr
-    bf16 = json.loads(bf16_metrics.read_text())
-    print(f"bf16: AP {bf16['AP']:.3f} (fp32 {stats['AP']:.3f}), AP50 {bf16['AP50']:.3f}")
-    assert abs(bf16["AP"] - stats["AP"]) <= 0.005
 
     data = json.loads(ANNOTATIONS.read_text())
     data["categories"] = [c for c in data["categories"] if c["id"] in THREE]
