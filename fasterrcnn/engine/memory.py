@@ -17,10 +17,10 @@ no-ops.
 oneDNN, which runs PyTorch's CPU convolutions, caches the kernels it generates per input
 shape (1024 by default: about ten image sizes of this model). A run over images of many sizes
 fills that cache (28 MB more resident memory after 120 images of 21 sizes than with the
-cap below). :func:`limit_kernel_cache`
-keeps 128 (the last image size's, about one image's worth), at no measurable cost in speed
-(1.580 against 1.572 s/image over 16 images of 8 sizes). ``fasterrcnn`` commands call it
-first thing: it only works before the process's first convolution.
+cap below). :func:`limit_kernel_cache` keeps 128 (the last image size's, about one image's
+worth), at no measurable cost in speed (1.580 against 1.572 s/image over 16 images of 8
+sizes). ``fasterrcnn`` commands call it first thing: it only works before the process's
+first convolution.
 """
 
 from __future__ import annotations
@@ -30,20 +30,21 @@ import ctypes.util
 import os
 from collections.abc import Callable
 
-_LIBC = ctypes.util.find_library("c")
 
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    name = _LIBC
+def _load_libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
     if name is None:
         return None
     try:
-        return ctypes.CDLL(name).malloc_trim  # type: ignore[no-any-return]
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return ctypes.CDLL(name)
+    except OSError:
         return None
 
 
-_TRIM = _malloc_trim()
+# glibc's allocator controls; None without glibc (musl, macOS, Windows lack them).
+_LIBC = _load_libc()
+_TRIM: Callable[[int], int] | None = getattr(_LIBC, "malloc_trim", None)
+_MALLOPT: Callable[[int, int], int] | None = getattr(_LIBC, "mallopt", None)
 _M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
 _MAPPED_FROM = 4 << 20
 _mapped = False
@@ -61,15 +62,8 @@ def keep_large_blocks_mapped() -> bool:
     """Allocate every block of 4 MiB or more as its own mapping (glibc ``mallopt``), once per
     process; whether it could be asked to."""
     global _mapped
-    if _mapped:
-        return True
-    if _LIBC is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(_LIBC).mallopt
-    except (OSError, AttributeError):  # not glibc
-        return False
-    _mapped = bool(mallopt(_M_MMAP_THRESHOLD, _MAPPED_FROM))
+    if not _mapped and _MALLOPT is not None:
+        _mapped = bool(_MALLOPT(_M_MMAP_THRESHOLD, _MAPPED_FROM))
     return _mapped
 
 

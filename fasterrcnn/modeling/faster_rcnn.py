@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +28,7 @@ from fasterrcnn.modeling.targets import Targets
 
 ImageSize = tuple[int, int]
 Precision = Literal["fp32", "bf16"]
+ModelT = TypeVar("ModelT", bound="FasterRCNN")
 
 
 @dataclass
@@ -72,6 +73,13 @@ class FasterRCNN(nn.Module):
         # The convolutions' and linear layers' dtype under autocast (bfloat16), or None for
         # float32 throughout; see set_precision.
         self.compute_dtype: torch.dtype | None = None
+
+    @classmethod
+    def skeleton(cls: type[ModelT], config: ModelConfig) -> ModelT:
+        """The model on the meta device: its parameter names and shapes, without memory or
+        random initialisation (for weights loaded next, or where only shapes matter)."""
+        with torch.device("meta"):
+            return cls(config)
 
     def set_precision(self, precision: Precision) -> FasterRCNN:
         """``"fp32"``, or ``"bf16"``: convolutions and linear layers in bfloat16 (autocast;

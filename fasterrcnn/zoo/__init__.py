@@ -9,7 +9,6 @@ from typing import Any
 
 import torch
 
-from fasterrcnn.config import ModelConfig
 from fasterrcnn.config_io import config_differences
 from fasterrcnn.engine.detector import Detector
 from fasterrcnn.engine.precision import PrecisionError, check_precision
@@ -77,7 +76,7 @@ def create_model(
     if native is not None:
         if name is not None:
             _warn_if_overridden(get_preset(name), native, weights)
-        model = _skeleton(native.config)
+        model = Detector.skeleton(native.config)
         try:
             own = not isinstance(weights, NativeCheckpoint)  # just read from the file
             load_into(model, native.state_dict, "native", own=own)
@@ -106,7 +105,7 @@ def create_model(
             model = Detector(config)  # freshly initialized
         else:
             assert not isinstance(weights, NativeCheckpoint)  # handled above
-            model = _skeleton(config)
+            model = Detector.skeleton(config)
             load_into(model, weights, preset.family)
     if device is not None:
         model.to(device)
@@ -116,13 +115,6 @@ def create_model(
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # stubs lack it
     model.set_precision(checked)
     return model.eval()
-
-
-def _skeleton(config: ModelConfig) -> Detector:
-    """The model on the meta device, its weights to be loaded next: no memory is allocated
-    and no random initialisation runs for parameters about to be overwritten."""
-    with torch.device("meta"):
-        return Detector(config)
 
 
 def _native_weights(

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 from fasterrcnn.zoo.checkpoints import FAMILY_NAMES
@@ -30,9 +28,8 @@ class CatalogEntry:
 
 def tensor_bytes(config: ModelConfig) -> int:
     """Bytes of the model's state dict in float32 (counted on the meta device)."""
-    with torch.device("meta"):
-        model = FasterRCNN(config)
-    return sum(t.numel() * 4 for t in model.state_dict().values() if t.is_floating_point())
+    state = FasterRCNN.skeleton(config).state_dict()
+    return sum(t.numel() * 4 for t in state.values() if t.is_floating_point())
 
 
 def catalog() -> list[CatalogEntry]:

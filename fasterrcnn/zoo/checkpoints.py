@@ -39,6 +39,18 @@ def _level(offset: int, template: str) -> Callable[[re.Match[str]], str]:
     return lambda m: template.format(int(m.group(1)) - offset, *m.groups()[1:])
 
 
+# The FPN convs of P2..P5 as MegEngine and detectron2 both name them.
+_FPN_CONVS: list[Rule] = [
+    (
+        r"backbone\.fpn_lateral(\d)\.(weight|bias)",
+        _level(2, "backbone.fpn.lateral_convs.{}.conv.{}"),
+    ),
+    (
+        r"backbone\.fpn_output(\d)\.(weight|bias)",
+        _level(2, "backbone.fpn.output_convs.{}.conv.{}"),
+    ),
+]
+
 KEY_MAPS: dict[Family, list[Rule]] = {
     "native": [(r"(.*)", r"\1")],
     "torchvision": [
@@ -63,17 +75,10 @@ KEY_MAPS: dict[Family, list[Rule]] = {
     "megengine": [
         (r"backbone\.bottom_up\.fc\..*", None),  # ImageNet classifier, unused by detection
         (r"backbone\.bottom_up\.(.*)", r"backbone.body.\1"),
-        (
-            r"backbone\.fpn_lateral(\d)\.(weight|bias)",
-            _level(2, "backbone.fpn.lateral_convs.{}.conv.{}"),
-        ),
+        *_FPN_CONVS,
         (
             r"backbone\.fpn_lateral(\d)\.norm\.(.*)",
             _level(2, "backbone.fpn.lateral_convs.{}.norm.{}"),
-        ),
-        (
-            r"backbone\.fpn_output(\d)\.(weight|bias)",
-            _level(2, "backbone.fpn.output_convs.{}.conv.{}"),
         ),
         (
             r"backbone\.fpn_output(\d)\.norm\.(.*)",
@@ -107,14 +112,7 @@ KEY_MAPS: dict[Family, list[Rule]] = {
             r"backbone\.bottom_up\.res(\d)\.(\d+)\.shortcut\.norm\.(.*)",
             _level(1, "backbone.body.layer{}.{}.downsample.1.{}"),
         ),
-        (
-            r"backbone\.fpn_lateral(\d)\.(weight|bias)",
-            _level(2, "backbone.fpn.lateral_convs.{}.conv.{}"),
-        ),
-        (
-            r"backbone\.fpn_output(\d)\.(weight|bias)",
-            _level(2, "backbone.fpn.output_convs.{}.conv.{}"),
-        ),
+        *_FPN_CONVS,
         (r"proposal_generator\.rpn_head\.conv\.(.*)", r"rpn.head.conv.\1"),
         (r"proposal_generator\.rpn_head\.objectness_logits\.(.*)", r"rpn.head.objectness.\1"),
         (r"proposal_generator\.rpn_head\.anchor_deltas\.(.*)", r"rpn.head.deltas.\1"),

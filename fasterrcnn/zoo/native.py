@@ -192,8 +192,7 @@ def _require_tensor(value: Any, key: str) -> torch.Tensor:
 def _check_fits(state_dict: Mapping[str, Any], config: ModelConfig) -> None:
     """A CheckpointError unless ``state_dict`` is exactly the state dict of ``config``'s model
     (checked against a parameter-free copy of the model on the meta device)."""
-    with torch.device("meta"):
-        skeleton = FasterRCNN(config)
+    skeleton = FasterRCNN.skeleton(config)
     try:
         convert_state_dict(state_dict, skeleton, "native")
     except CheckpointError as err:
