@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from cli_runner import assert_one_line_error, stderr_lines
 
 import fasterrcnn
 from fasterrcnn.cli import main
@@ -49,20 +50,6 @@ def run_cli(*args: object, cwd: Path, env: dict[str, str] | None = None):
         text=True,
         timeout=300,
     )
-
-
-def stderr_lines(text: str) -> list[str]:
-    """Non-blank stderr lines (progress-bar redraws split on carriage returns)."""
-    return [line for line in re.split(r"[\r\n]", text) if line.strip()]
-
-
-def assert_one_line_error(proc, *needles: str) -> str:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = stderr_lines(proc.stderr)
-    assert len(lines) == 1, proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

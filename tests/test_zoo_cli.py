@@ -7,15 +7,13 @@ outputs of its source.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from cli_runner import assert_one_line_error, run_cli
 from conftest import IMAGES
 from megengine_pickle import megengine_pickle_bytes
 from seeded import DATA, load_shapes, numpy_seeded, torch_seeded
@@ -36,22 +34,6 @@ def res18_file() -> bytes:
     )
 
 
-def fasterrcnn_cli(*args: object, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "fasterrcnn", *map(str, args)],
-        cwd=cwd, env={**os.environ, "OMP_NUM_THREADS": "1", **env},
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-
-
-def one_error_line(proc: subprocess.CompletedProcess, *needles: str) -> None:
-    assert "Traceback" not in proc.stderr, proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("fasterrcnn: error:"), proc.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 def test_download_then_models_then_detect_offline(tmp_path):
     """Fetch ahead of time through the mirror; the cached file then serves detect offline."""
     server = WeightsServer().start()
@@ -59,7 +41,7 @@ def test_download_then_models_then_detect_offline(tmp_path):
     server.files[info.file_name] = res18_file()
     env = {"FASTERRCNN_HOME": str(tmp_path / "cache"), "FASTERRCNN_MIRROR": server.base_url}
     try:
-        proc = fasterrcnn_cli("download", RES18, cwd=tmp_path, env=env)
+        proc = run_cli(["download", RES18], tmp_path, env=env)
     finally:
         server.stop()
     cached = tmp_path / "cache" / info.file_name
@@ -69,7 +51,7 @@ def test_download_then_models_then_detect_offline(tmp_path):
     assert cached.read_bytes() == server.files[info.file_name]
     assert server.hits == {info.file_name: 1}
 
-    proc = fasterrcnn_cli("models", cwd=tmp_path, env=env)
+    proc = run_cli(["models"], tmp_path, env=env)
     row = next(line for line in proc.stdout.splitlines() if line.startswith(RES18 + " "))
     size = f"{cached.stat().st_size / 2**20:.0f}"
     assert row.split()[-3:] == [size, "MiB", "yes"]
@@ -78,26 +60,27 @@ def test_download_then_models_then_detect_offline(tmp_path):
     # The server is gone: detect runs from the cache (the preset's default, pretrained).
     strip = tmp_path / "strip.jpg"
     strip.write_bytes((IMAGES / "000000000139.jpg").read_bytes())
-    proc = fasterrcnn_cli(
-        "detect", strip, "--model", RES18, "--no-draw", "--out", tmp_path / "out", cwd=tmp_path,
+    proc = run_cli(
+        ["detect", strip, "--model", RES18, "--no-draw", "--out", tmp_path / "out"],
+        tmp_path,
         env=env,
-    )  # fmt: skip
+    )
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "out" / "strip.json").is_file()
 
 
 def test_download_bad_requests(tmp_path):
     env = {"FASTERRCNN_HOME": str(tmp_path / "cache"), "FASTERRCNN_MIRROR": "http://127.0.0.1:9"}
-    proc = fasterrcnn_cli("download", "no_such_model", cwd=tmp_path, env=env)
+    proc = run_cli(["download", "no_such_model"], tmp_path, env=env)
     assert proc.returncode == 2
-    one_error_line(proc, "unknown model 'no_such_model'", RES18)
-    proc = fasterrcnn_cli("download", cwd=tmp_path, env=env)
+    assert_one_line_error(proc, "unknown model 'no_such_model'", RES18)
+    proc = run_cli(["download"], tmp_path, env=env)
     assert proc.returncode == 2
-    one_error_line(proc, "--all")
-    proc = fasterrcnn_cli("download", RES18, cwd=tmp_path, env=env)  # nothing listens
+    assert_one_line_error(proc, "--all")
+    proc = run_cli(["download", RES18], tmp_path, env=env)  # nothing listens
     assert proc.returncode == 1
     info = fasterrcnn.get_preset(RES18).weights
-    one_error_line(
+    assert_one_line_error(
         proc, f"http://127.0.0.1:9/{info.file_name}", str(tmp_path / "cache" / info.file_name)
     )
 
