@@ -1,5 +1,5 @@
-"""Command line: ``fasterrcnn detect``, ``eval``, ``train``, ``models``, ``download`` and
-``convert``.
+"""Command line: ``fasterrcnn detect``, ``eval``, ``train``, ``serve``, ``models``,
+``download`` and ``convert``.
 
 Every expected failure (a bad image, a bad checkpoint, an unknown model, a bad annotation
 file, no network) is one line on stderr and a non-zero exit status: 1 when some images failed
@@ -84,6 +84,16 @@ def _non_negative(text: str) -> int:
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    _add_model_choice(parser)
+    parser.add_argument(
+        "--batch-size", type=_positive, default=1, metavar="B", help="images per batch (1)"
+    )
+    parser.add_argument(
+        "--workers", type=_non_negative, default=0, metavar="W", help="image decoding processes (0)"
+    )
+
+
+def _add_model_choice(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model",
         metavar="NAME",
@@ -100,12 +110,6 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default="fp32",
         help="bf16: convolutions and linear layers in bfloat16, boxes and NMS in float32, "
         "where the device supports it (default fp32)",
-    )
-    parser.add_argument(
-        "--batch-size", type=_positive, default=1, metavar="B", help="images per batch (1)"
-    )
-    parser.add_argument(
-        "--workers", type=_non_negative, default=0, metavar="W", help="image decoding processes (0)"
     )
 
 
@@ -163,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(evaluate)
 
     _add_train_parser(commands)
+    _add_serve_parser(commands)
     _add_zoo_parsers(commands)
     return parser
 
@@ -195,6 +200,42 @@ def _add_zoo_parsers(commands: argparse._SubParsersAction) -> None:
         "--model",
         metavar="NAME",
         help=f"the preset SRC was made for (default {DEFAULT_MODEL}; not needed for a native file)",
+    )
+
+
+def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="an HTTP detection service with a web page (pip install 'fasterrcnn[serve]')",
+        description="Serve the model over HTTP: POST /v1/detect (JSON or a drawn JPEG), "
+        "GET /v1/models, GET /healthz, and a web page at /. Concurrent requests share batches.",
+    )
+    _add_model_choice(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="(default 127.0.0.1)")
+    serve.add_argument("--port", type=_non_negative, default=8000, help="(8000; 0: any free)")
+    serve.add_argument(
+        "--max-batch", type=_positive, default=4, metavar="N", help="images per batch (4)"
+    )
+    serve.add_argument(
+        "--max-wait-ms", type=float, default=10.0, metavar="T",
+        help="how long a batch's first image waits for others (10)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-queue", type=_positive, default=32, metavar="N",
+        help="detect requests in progress at most; more are answered 503 (32)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--max-body-mb", type=float, default=20.0, metavar="MB", help="request size limit (20)"
+    )
+    serve.add_argument(
+        "--max-pixels", type=_positive, default=40_000_000, metavar="N",
+        help="decoded pixels per image at most, checked before decoding (40000000)",
+    )  # fmt: skip
+    serve.add_argument(
+        "--timeout", type=float, default=60.0, metavar="S", help="seconds per request (60)"
+    )
+    serve.add_argument(
+        "--score-threshold", type=float, default=0.5, help="default of the requests' (0.5)"
     )
 
 
@@ -269,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_eval(args)
         if args.command == "train":
             return run_train(args)
+        if args.command == "serve":
+            return run_serve(args)
         return run_detect(args)
     except CLIError as err:
         print(f"fasterrcnn: error: {err}", file=sys.stderr)
@@ -589,6 +632,37 @@ def _report(metrics: CocoMetrics, metrics_file: str | None, seconds: float) -> N
     )
     if metrics_file is not None:
         Path(metrics_file).write_text(json.dumps(metrics.to_dict(), indent=1) + "\n")
+
+
+# --------------------------------------------------------------------------- serve
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    if any(importlib.util.find_spec(m) is None for m in ("fastapi", "uvicorn", "multipart")):
+        raise CLIError("serve needs its extra: pip install 'fasterrcnn[serve]'")
+    # Imported here: the other commands start faster without the web stack.
+    from fasterrcnn.engine.serve import ServeOptions, create_app, listen, make_server
+
+    if args.max_wait_ms < 0 or args.max_body_mb <= 0 or args.timeout <= 0:
+        raise CLIError("--max-wait-ms must be >= 0, --max-body-mb and --timeout > 0")
+    if not 0 <= args.score_threshold <= 1:
+        raise CLIError(f"--score-threshold must be between 0 and 1, not {args.score_threshold}")
+    try:
+        sock = listen(args.host, args.port)
+    except OSError as err:
+        raise CLIError(f"cannot listen on {args.host}:{args.port} ({err.strerror})") from None
+    model = load_model(args.model, args.weights, args.device, args.precision)
+    name = model_name(args.model, args.weights) or Path(args.weights).stem
+    options = ServeOptions(
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        max_body_bytes=round(args.max_body_mb * (1 << 20)), max_pixels=args.max_pixels,
+        timeout_s=args.timeout, score_threshold=args.score_threshold,
+    )  # fmt: skip
+    host, port = sock.getsockname()[:2]
+    url_host = f"[{host}]" if ":" in host else host
+    print(f"serving {name} on http://{url_host}:{port}/ (Ctrl-C stops)", flush=True)
+    make_server(create_app(model, name, options)).run(sockets=[sock])
+    return 0
 
 
 # --------------------------------------------------------------------------- train

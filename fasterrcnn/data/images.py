@@ -1,18 +1,27 @@
-"""Reading images from disk into HxWx3 uint8 RGB arrays, with one-line errors for bad files."""
+"""Reading images (files or encoded bytes) into HxWx3 uint8 RGB arrays, with one-line errors
+for bad ones."""
 
 from __future__ import annotations
 
 import glob
+import io
+import re
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 class ImageError(ValueError):
     """An image that cannot be read; the message names the file and the problem."""
+
+
+class ImageTooLarge(ImageError):
+    """An image of more pixels than the decoder was allowed to decode."""
 
 
 def read_image(path: str | Path, channels: str = "RGB") -> np.ndarray:
@@ -27,15 +36,54 @@ def read_image(path: str | Path, channels: str = "RGB") -> np.ndarray:
         raise ImageError(f"{path}: no such file")
     if path.is_dir():
         raise ImageError(f"{path}: is a directory, not an image")
-    data = path.read_bytes()
+    return decode_image(path.read_bytes(), str(path), channels=channels)
+
+
+def decode_image(
+    data: bytes, name: str = "image", *, channels: str = "RGB", max_pixels: int | None = None
+) -> np.ndarray:
+    """Decode an encoded image (JPEG, PNG, ...) as :func:`read_image` decodes a file; ``name``
+    starts the error messages.
+
+    With ``max_pixels``, the size is read from the header first and an image of more pixels is
+    refused before it is decoded (a small file can hold a huge image); so is a file whose
+    header cannot be read.
+    """
     if not data:
-        raise ImageError(f"{path}: empty file")
+        raise ImageError(f"{name}: empty file")
     if data[:2] == b"\xff\xd8" and not _jpeg_complete(data):
-        raise ImageError(f"{path}: truncated JPEG (no end-of-image marker)")
+        raise ImageError(f"{name}: truncated JPEG (no end-of-image marker)")
+    if max_pixels is not None:
+        _check_pixels(data, name, max_pixels)
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
-        raise ImageError(f"{path}: not a readable image")
+        raise ImageError(f"{name}: not a readable image")
     return to_rgb(image, "BGR") if channels == "RGB" else image
+
+
+def _check_pixels(data: bytes, name: str, max_pixels: int) -> None:
+    """Refuse an image of more than ``max_pixels`` pixels from its header alone (Pillow reads
+    only the header on open)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as err:  # over Pillow's own limit, far above ours
+        count = re.search(r"\((\d+) pixels\)", str(err))  # Pillow names the pixel count
+        size = (
+            f"{int(count.group(1)):,}" if count else f"over {2 * (Image.MAX_IMAGE_PIXELS or 0):,}"
+        )
+        raise ImageTooLarge(
+            f"{name}: image too large ({size} pixels; the limit is {max_pixels:,})"
+        ) from None
+    except (OSError, ValueError, SyntaxError):
+        raise ImageError(f"{name}: not a readable image") from None
+    if width * height > max_pixels:
+        raise ImageTooLarge(
+            f"{name}: image too large ({width} x {height} = {width * height:,} pixels; "
+            f"the limit is {max_pixels:,})"
+        )
 
 
 def to_rgb(image: np.ndarray, channels: str) -> np.ndarray:
