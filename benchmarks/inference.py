@@ -48,6 +48,7 @@ STAGES = ("preprocess", "backbone+FPN", "RPN", "RoI heads", "postprocess")
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import fasterrcnn  # noqa: E402
+from fasterrcnn.modeling.faster_rcnn import size_tensor  # noqa: E402
 from fasterrcnn.zoo.checkpoints import detect_family, read_state_dict, unwrap  # noqa: E402
 
 
@@ -232,23 +233,14 @@ def run_stages(model: fasterrcnn.Detector, image: np.ndarray, clock) -> dict[str
     t.append(clock())
     features = model.backbone(batch.tensor)
     t.append(clock())
-    rpn = model.rpn(features, batch.image_sizes, batch.padded_size)
+    sizes = size_tensor(batch.image_sizes, batch.tensor.device)
+    rpn = model.rpn(features, sizes, batch.padded_size)
     t.append(clock())
-    rois = torch.cat(
-        [
-            torch.cat([p.boxes.new_full((len(p.boxes), 1), i), p.boxes], dim=1)
-            for i, p in enumerate(rpn.proposals)
-        ]
-    )
+    rois = rpn.proposals.rois()
     class_logits, box_deltas = model.roi_heads(features[:4], rois)
     t.append(clock())
-    dets = model.postprocess(
-        class_logits,
-        box_deltas,
-        rpn.proposals[0].boxes,
-        batch.image_sizes[0],
-        batch.original_sizes[0],
-    )
+    originals = size_tensor(batch.original_sizes, batch.tensor.device)
+    dets = model.postprocess(class_logits, box_deltas, rois, sizes, originals)
     for tensor in (dets.boxes, dets.scores, dets.labels):
         tensor.cpu().numpy()  # as predict does
     t.append(clock())

@@ -42,6 +42,7 @@ from fasterrcnn.engine.evaluate import class_mapping, detect_dataset, evaluate_f
 from fasterrcnn.engine.inference import run_inference
 from fasterrcnn.engine.memory import limit_kernel_cache
 from fasterrcnn.engine.precision import PrecisionError, check_precision
+from fasterrcnn.engine.runtime import BACKENDS, ExportedModel, RuntimeLoadError
 from fasterrcnn.engine.visualize import draw_detections
 from fasterrcnn.zoo import (
     CheckpointError,
@@ -129,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--out", default="out", help="output directory (default: out)")
     detect.add_argument("--score-threshold", type=float, default=0.5, help="(default 0.5)")
     detect.add_argument("--no-draw", action="store_true", help="write the JSON files only")
+    detect.add_argument(
+        "--backend",
+        choices=("pytorch", *BACKENDS),
+        default="pytorch",
+        help="what runs the network: pytorch, or an exported file given as --weights "
+        "(fasterrcnn export) run by onnxruntime, openvino or torchscript (default pytorch)",
+    )
 
     evaluate = commands.add_parser(
         "eval",
@@ -168,6 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_train_parser(commands)
     _add_serve_parser(commands)
+    _add_export_parser(commands)
     _add_zoo_parsers(commands)
     return parser
 
@@ -236,6 +245,22 @@ def _add_serve_parser(commands: argparse._SubParsersAction) -> None:
     )
     serve.add_argument(
         "--score-threshold", type=float, default=0.5, help="default of the requests' (0.5)"
+    )
+
+
+def _add_export_parser(commands: argparse._SubParsersAction) -> None:
+    export = commands.add_parser(
+        "export",
+        help="export a model as ONNX or TorchScript",
+        description="Write the network and its post-processing as one graph (dynamic batch "
+        "and image size) for onnxruntime, OpenVINO or TorchScript; run it with "
+        "detect --backend.",
+    )
+    export.add_argument("out", metavar="OUT", help="file to write (.onnx or .pt)")
+    export.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    export.add_argument("--model", metavar="NAME", help=f"preset (default {DEFAULT_MODEL})")
+    export.add_argument(
+        "--weights", metavar="PATH", help="local checkpoint file (default: the preset's download)"
     )
 
 
@@ -312,6 +337,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_train(args)
         if args.command == "serve":
             return run_serve(args)
+        if args.command == "export":
+            return run_export(args)
         return run_detect(args)
     except CLIError as err:
         print(f"fasterrcnn: error: {err}", file=sys.stderr)
@@ -458,6 +485,38 @@ def load_model(
         raise CLIError(f"no weights for {name}: {err}, or pass --weights PATH", status=1) from None
 
 
+def load_exported(args: argparse.Namespace) -> ExportedModel:
+    """``--backend`` with ``--weights``: the exported file, on the CPU."""
+    backend = args.backend
+    if args.weights is None:
+        raise CLIError(f"--backend {backend} runs an exported file: pass it as --weights PATH")
+    if args.device != "cpu" or args.precision != "fp32":
+        raise CLIError(f"--backend {backend} runs float32 on the CPU (--device cpu)")
+    try:
+        return ExportedModel(args.weights, backend)
+    except RuntimeLoadError as err:
+        raise CLIError(str(err)) from None
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from fasterrcnn.engine.export import export
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise CLIError(f"{out}: the folder {out.parent} does not exist")
+    model = load_model(args.model, args.weights, "cpu")
+    start = time.perf_counter()
+    try:
+        export(model, out, args.format)
+    except ImportError as err:
+        raise CLIError(f"export needs {err.name} (pip install 'fasterrcnn[export]')") from None
+    except OSError as err:
+        raise CLIError(f"{out}: cannot write it ({err.strerror or err})") from None
+    seconds = time.perf_counter() - start
+    print(f"wrote {out} ({args.format}, {format_size(out.stat().st_size)}, {seconds:.0f} s)")
+    return 0
+
+
 def start_processes(device: str) -> tuple[DistributedContext, str]:
     """Join the ``torchrun`` job, if any: this process's context and device."""
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -476,7 +535,11 @@ def run_detect(args: argparse.Namespace) -> int:
     if not paths:
         raise CLIError("no images found in " + " ".join(args.sources))
     context, device = start_processes(args.device)
-    model = load_model(args.model, args.weights, device, args.precision)
+    model: Detector | ExportedModel
+    if args.backend == "pytorch":
+        model = load_model(args.model, args.weights, device, args.precision)
+    else:
+        model = load_exported(args)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -50,7 +50,10 @@ def rpn_output(
     objectness: torch.Tensor, deltas: torch.Tensor, anchors: torch.Tensor = ANCHORS
 ) -> RPNOutput:
     """One image's RPN output with a single level (proposals are not used by the losses)."""
-    empty = Proposals(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), torch.zeros(0))
+    empty = Proposals(
+        *(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0)),
+        *(torch.zeros(0, dtype=torch.int64),) * 2,
+    )
     return RPNOutput([anchors], [objectness[None]], [deltas[None]], [empty])
 
 
@@ -292,7 +295,9 @@ def test_one_iteration_equals_a_straightforward_computation(preset: str, monkeyp
     # RoI heads: proposals + ground truth, labelled and picked by hand, run through the head.
     head = cfg.box_head
     rois, classes, fg_targets = [], [], []
-    for i, (proposals, target) in enumerate(zip(raw.rpn.proposals, targets, strict=True)):
+    for i, (proposals, target) in enumerate(
+        zip(raw.rpn.proposals.per_image(len(targets)), targets, strict=True)
+    ):
         gts = target.boxes.tolist()
         candidates = proposals.boxes.tolist() + gts
         labels, matches = _reference_labels(candidates, gts, head.sampling)

@@ -53,11 +53,11 @@ def test_bf16_layers_float32_boxes():
     sizes = [(256, 320), (224, 300)]
     with torch.inference_mode():
         raw, ref = bf16(images, sizes), fp32(images, sizes)
-        detections = bf16.postprocess_detections(raw, sizes)
+        detections = bf16.postprocess_detections(raw, sizes).per_image(2)
     assert all(f.dtype == torch.bfloat16 for f in raw.features)
     assert raw.class_logits.dtype == raw.box_deltas.dtype == torch.float32
     assert all(o.dtype == torch.float32 for o in raw.rpn.objectness + raw.rpn.deltas)
-    for p in raw.rpn.proposals:
+    for p in raw.rpn.proposals.per_image(2):
         assert p.boxes.dtype == p.scores.dtype == torch.float32 and len(p.boxes) > 0
     assert all(d.boxes.dtype == d.scores.dtype == torch.float32 for d in detections)
     # The same function, to bfloat16's precision: every pyramid level within 2% of float32.

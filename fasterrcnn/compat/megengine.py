@@ -21,7 +21,7 @@ import torch
 
 from fasterrcnn.config import InputConfig, PostprocessConfig
 from fasterrcnn.data.transforms import ImageBatch, batch_images, normalize, resized_size
-from fasterrcnn.modeling.faster_rcnn import FasterRCNN
+from fasterrcnn.modeling.faster_rcnn import FasterRCNN, size_tensor
 from fasterrcnn.ops.nms import nms
 
 # MegEngine's resize rule, whatever the model: scale the short side, cap the long one, round.
@@ -75,7 +75,8 @@ def pred_scores_and_boxes(
     raw = model(batch.tensor, batch.image_sizes)
     scores, boxes, _ = model.postprocess.class_boxes(
         raw.class_logits, raw.box_deltas, raw.rois[:, 1:],
-        batch.image_sizes[0], batch.original_sizes[0],
+        size_tensor(batch.image_sizes, batch.tensor.device),
+        size_tensor(batch.original_sizes, batch.tensor.device),
     )  # fmt: skip
     return scores.cpu().numpy(), boxes.cpu().numpy()
 

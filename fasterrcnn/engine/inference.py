@@ -15,7 +15,9 @@ from fasterrcnn.engine.batching import group_by_key
 from fasterrcnn.engine.detections import Detections
 from fasterrcnn.engine.loader import ImageSource, LoadedImage, LoadFailure, LoadRecord, load_images
 from fasterrcnn.engine.memory import keep_large_blocks_mapped, release_free_memory
-from fasterrcnn.modeling.faster_rcnn import FasterRCNN
+from fasterrcnn.engine.runtime import ExportedModel
+from fasterrcnn.modeling.faster_rcnn import FasterRCNN, size_tensor
+from fasterrcnn.modeling.rpn import Proposals
 
 
 @dataclass
@@ -34,7 +36,7 @@ class ImageResult:
 
 
 def run_inference(
-    model: FasterRCNN,
+    model: FasterRCNN | ExportedModel,
     sources: Iterable[ImageSource],
     *,
     batch_size: int = 1,
@@ -55,6 +57,8 @@ def run_inference(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+    if return_proposals and isinstance(model, ExportedModel):
+        raise ValueError("an exported model returns detections only, not proposals")
     keep_large_blocks_mapped()  # a long run's heap does not grow with the sizes it has seen
     cfg = model.config.input
     records = load_images(
@@ -84,7 +88,7 @@ def run_inference(
 
 
 def _run_group(
-    model: FasterRCNN,
+    model: FasterRCNN | ExportedModel,
     group: list[tuple[int, LoadRecord]],
     score_threshold: float | None,
     return_proposals: bool,
@@ -99,21 +103,28 @@ def _run_group(
         for x in images
     ]
     tensor = batch_images(inputs, cfg)
-    image_sizes = [x.image_size for x in images]
-    original_sizes = [x.original_size for x in images]
+    image_sizes = size_tensor([x.image_size for x in images], tensor.device)
+    original_sizes = size_tensor([x.original_size for x in images], tensor.device)
+    proposals: list[Proposals | None] = [None] * len(images)
     with torch.inference_mode():
-        raw = model(tensor, image_sizes)
-        detections = model.postprocess_detections(raw, image_sizes, original_sizes)
+        if isinstance(model, ExportedModel):
+            detections = model.detect_batch(tensor, image_sizes, original_sizes)
+        else:
+            raw = model(tensor, image_sizes)
+            detections = model.postprocess_detections(raw, image_sizes, original_sizes)
+            if return_proposals:
+                proposals = list(raw.rpn.proposals.per_image(len(images)))
+    per_image = detections.per_image(len(images))
     results = []
-    for (arrival, _), image, dets, proposals in zip(
-        group, images, detections, raw.rpn.proposals, strict=True
+    for (arrival, _), image, dets, image_proposals in zip(
+        group, images, per_image, proposals, strict=True
     ):
         numpy_dets = Detections.from_tensors(
             dets,
             model.config.classes,
             image.original_size,
             source=image.source,
-            proposals=proposals if return_proposals else None,
+            proposals=image_proposals,
             score_threshold=score_threshold,
         )
         results.append(

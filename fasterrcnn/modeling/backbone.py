@@ -45,7 +45,7 @@ class FrozenBatchNorm2d(nn.Module):
         changes (another device, dtype, memory format or values): a conv fed the same weight
         tensor on every call also skips oneDNN's weight preparation (the R50 body ran 1.5x
         faster than when folding on every call)."""
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or torch.jit.is_tracing():  # a graph records the fold
             scale, shift = self.scale_and_shift()
             return conv_weight * scale[:, None, None, None], shift
         tensors = (conv_weight, self.weight, self.bias, self.running_mean, self.running_var)

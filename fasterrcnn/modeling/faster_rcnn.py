@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.modeling.fpn import Backbone
-from fasterrcnn.modeling.postprocess import DetectionPostProcess, ImageDetections
+from fasterrcnn.modeling.postprocess import BatchDetections, DetectionPostProcess, ImageDetections
 from fasterrcnn.modeling.roi_heads import RoIHeads
 from fasterrcnn.modeling.roi_training import RoISamples, roi_losses, sample_rois
 from fasterrcnn.modeling.rpn import RPN, RPNOutput
@@ -35,7 +35,7 @@ ModelT = TypeVar("ModelT", bound="FasterRCNN")
 class RawOutputs:
     """Everything the network predicts for a batch, before post-processing.
 
-    ``features``: [P2..P6]; ``rpn``: RPN predictions and per-image proposals;
+    ``features``: [P2..P6]; ``rpn``: RPN predictions and the proposals of all images;
     ``rois``: Tensor[R, 5] ``(batch_index, x1, y1, x2, y2)``, the proposals of all images
     (in training, the sampled ones); ``class_logits``: Tensor[R, K]; ``box_deltas``:
     Tensor[R, C or K, 4]; ``roi_samples``: in training, the sampled RoIs' targets.
@@ -103,7 +103,7 @@ class FasterRCNN(nn.Module):
     def forward(
         self,
         images: Tensor,
-        image_sizes: Sequence[ImageSize],
+        image_sizes: Sequence[ImageSize] | Tensor,
         targets: Sequence[Targets] | None = None,
     ) -> RawOutputs:
         if self.compute_dtype is None:  # float32, or whatever autocast the caller set
@@ -114,22 +114,19 @@ class FasterRCNN(nn.Module):
     def _forward(
         self,
         images: Tensor,
-        image_sizes: Sequence[ImageSize],
+        image_sizes: Sequence[ImageSize] | Tensor,
         targets: Sequence[Targets] | None,
     ) -> RawOutputs:
         features = self.backbone(images)
         padded_size = (images.shape[-2], images.shape[-1])
-        rpn = self.rpn(features, list(image_sizes), padded_size)
+        sizes = size_tensor(image_sizes, images.device)
+        rpn = self.rpn(features, sizes, padded_size)
         samples = None
         if targets is None:
-            rois = torch.cat(
-                [
-                    torch.cat([p.boxes.new_full((len(p.boxes), 1), i), p.boxes], dim=1)
-                    for i, p in enumerate(rpn.proposals)
-                ]
-            )
+            rois = rpn.proposals.rois()
         else:
-            samples = sample_rois([p.boxes for p in rpn.proposals], targets, self.config.box_head)
+            per_image = [p.boxes for p in rpn.proposals.per_image(images.shape[0])]
+            samples = sample_rois(per_image, targets, self.config.box_head)
             rois = samples.rois
         class_logits, box_deltas = self.roi_heads(features[:4], rois)
         return RawOutputs(features, rpn, rois, class_logits, box_deltas, samples)
@@ -148,34 +145,31 @@ class FasterRCNN(nn.Module):
     def postprocess_detections(
         self,
         raw: RawOutputs,
-        image_sizes: Sequence[ImageSize],
-        original_sizes: Sequence[ImageSize] | None = None,
-    ) -> list[ImageDetections]:
-        """Detections of each image of a batch, in ``original_sizes`` pixels (the network
-        frame when not given)."""
-        originals = image_sizes if original_sizes is None else original_sizes
-        detections = []
-        start = 0
-        for i, proposals in enumerate(raw.rpn.proposals):
-            rows = slice(start, start + len(proposals.boxes))
-            start = rows.stop
-            detections.append(
-                self.postprocess(
-                    raw.class_logits[rows],
-                    raw.box_deltas[rows],
-                    proposals.boxes,
-                    image_sizes[i],
-                    originals[i],
-                )
-            )
-        return detections
+        image_sizes: Sequence[ImageSize] | Tensor,
+        original_sizes: Sequence[ImageSize] | Tensor | None = None,
+    ) -> BatchDetections:
+        """Detections of the batch, in ``original_sizes`` pixels (the network frame when not
+        given); ``.per_image(N)`` splits them."""
+        device = raw.rois.device
+        sizes = size_tensor(image_sizes, device)
+        originals = sizes if original_sizes is None else size_tensor(original_sizes, device)
+        return self.postprocess(raw.class_logits, raw.box_deltas, raw.rois, sizes, originals)
 
     @torch.inference_mode()
     def detect(
         self,
         images: Tensor,
-        image_sizes: Sequence[ImageSize],
-        original_sizes: Sequence[ImageSize] | None = None,
+        image_sizes: Sequence[ImageSize] | Tensor,
+        original_sizes: Sequence[ImageSize] | Tensor | None = None,
     ) -> list[ImageDetections]:
         """Forward and post-processing: one :class:`ImageDetections` per image."""
-        return self.postprocess_detections(self(images, image_sizes), image_sizes, original_sizes)
+        raw = self(images, image_sizes)
+        detections = self.postprocess_detections(raw, image_sizes, original_sizes)
+        return detections.per_image(images.shape[0])
+
+
+def size_tensor(sizes: Sequence[ImageSize] | Tensor, device: torch.device) -> Tensor:
+    """(h, w) per image as Tensor[N, 2] float32 on ``device``."""
+    if isinstance(sizes, Tensor):
+        return sizes.to(device=device, dtype=torch.float32)
+    return torch.tensor(sizes, dtype=torch.float32, device=device).view(-1, 2)

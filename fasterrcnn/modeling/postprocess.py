@@ -11,8 +11,8 @@ import torch
 from torch import Tensor
 
 from fasterrcnn.config import BoxHeadConfig, PostprocessConfig
-from fasterrcnn.ops.boxes import clip_boxes, decode_boxes, nonempty_mask, scale_boxes
-from fasterrcnn.ops.nms import batched_nms
+from fasterrcnn.ops.boxes import clip_boxes, decode_boxes, nonempty_mask
+from fasterrcnn.ops.nms import batched_nms, top_per_image
 
 
 @dataclass
@@ -23,6 +23,27 @@ class ImageDetections:
     boxes: Tensor
     scores: Tensor
     labels: Tensor
+
+
+@dataclass
+class BatchDetections:
+    """Detections of a batch, image by image and best first within each image: ``boxes``
+    Tensor[D, 4] (original pixels), ``scores`` Tensor[D], ``labels`` Tensor[D] int64
+    foreground class index, ``batch_index`` Tensor[D] int64 the image of each."""
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+    batch_index: Tensor
+
+    def per_image(self, num_images: int) -> list[ImageDetections]:
+        """The detections of each image (views; one host synchronisation for the counts)."""
+        counts = torch.bincount(self.batch_index, minlength=num_images).tolist()
+        fields = (self.boxes, self.scores, self.labels)
+        return [
+            ImageDetections(*parts)
+            for parts in zip(*(f.split(counts) for f in fields), strict=True)
+        ]
 
 
 def foreground(
@@ -49,23 +70,25 @@ class DetectionPostProcess:
         class_logits: Tensor,
         box_deltas: Tensor,
         rois: Tensor,
-        image_size: tuple[int, int],
-        original_size: tuple[int, int],
+        image_sizes: Tensor,
+        original_sizes: Tensor,
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Per-class scores Tensor[R, C], boxes Tensor[R, C, 4] in original pixels, and the
-        same boxes in network pixels (before rescaling)."""
+        same boxes in network pixels (before rescaling). ``rois`` Tensor[R, 4] in network
+        pixels; ``image_sizes`` and ``original_sizes`` Tensor[R, 2] (or [2]), the (h, w) of
+        each RoI's image."""
         scores, deltas = foreground(class_logits, box_deltas, self.head)
         coder = self.head.box_coder
         boxes = decode_boxes(rois, deltas, coder.weights, coder.clamp_value)
+        image_sizes = image_sizes.to(boxes.dtype).expand(boxes.shape[0], 2)[:, None, :]
+        original_sizes = original_sizes.to(boxes.dtype).expand(boxes.shape[0], 2)[:, None, :]
         if self.cfg.clip_frame == "network":
-            boxes = clip_boxes(boxes, image_size)
+            boxes = clip_boxes(boxes, image_sizes)
         net_boxes = boxes
-        ratio = torch.tensor(original_size, dtype=torch.float32) / torch.tensor(
-            image_size, dtype=torch.float32
-        )
-        boxes = scale_boxes(boxes, (ratio[1].item(), ratio[0].item()))
+        ratio = (original_sizes / image_sizes).flip(-1)  # (x, y) factors
+        boxes = boxes * ratio.repeat(1, 1, 2)
         if self.cfg.clip_frame == "original":
-            boxes = clip_boxes(boxes, original_size)
+            boxes = clip_boxes(boxes, original_sizes)
         return scores, boxes, net_boxes
 
     def __call__(
@@ -73,28 +96,28 @@ class DetectionPostProcess:
         class_logits: Tensor,
         box_deltas: Tensor,
         rois: Tensor,
-        image_size: tuple[int, int],
-        original_size: tuple[int, int],
-    ) -> ImageDetections:
-        """One image: ``class_logits`` Tensor[R, K], ``box_deltas`` Tensor[R, C or K, 4],
-        ``rois`` Tensor[R, 4] in network pixels."""
+        image_sizes: Tensor,
+        original_sizes: Tensor,
+    ) -> BatchDetections:
+        """``class_logits`` Tensor[R, K], ``box_deltas`` Tensor[R, C or K, 4], ``rois``
+        Tensor[R, 5] ``(batch_index, x1, y1, x2, y2)`` in network pixels, image by image;
+        ``image_sizes`` and ``original_sizes`` Tensor[N, 2], (h, w) of each image."""
         cfg = self.cfg
+        image = rois[:, 0].to(torch.int64)
         scores, boxes, net_boxes = self.class_boxes(
-            class_logits, box_deltas, rois, image_size, original_size
+            class_logits, box_deltas, rois[:, 1:], image_sizes[image], original_sizes[image]
         )
-        num_classes = scores.shape[1]
-        labels = torch.arange(num_classes, device=scores.device).expand_as(scores)
-        scores, labels = scores.reshape(-1), labels.reshape(-1)
-        boxes, net_boxes = boxes.reshape(-1, 4), net_boxes.reshape(-1, 4)
-
-        keep = scores > cfg.score_threshold
+        candidate = scores > cfg.score_threshold
         if cfg.min_size is not None:
-            keep &= nonempty_mask(net_boxes, cfg.min_size)
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        keep = batched_nms(boxes, scores, labels, cfg.nms_threshold)[: cfg.max_detections]
-        boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+            candidate = candidate & nonempty_mask(net_boxes, cfg.min_size)
+        roi, label = torch.nonzero(candidate, as_tuple=True)
+        boxes, scores, image = boxes[roi, label], scores[roi, label], image[roi]
+        groups = image * candidate.shape[1] + label
+        keep = batched_nms(boxes, scores, groups, cfg.nms_threshold)
+        keep = top_per_image(keep, image[keep], cfg.max_detections, image_sizes.shape[0])
+        boxes, scores, label, image = boxes[keep], scores[keep], label[keep], image[keep]
         if cfg.reclip_original:
-            boxes = clip_boxes(boxes, original_size)
-            keep = nonempty_mask(boxes)
-            boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
-        return ImageDetections(boxes, scores, labels)
+            boxes = clip_boxes(boxes, original_sizes[image].to(boxes.dtype))
+            keep = torch.nonzero(nonempty_mask(boxes)).flatten()
+            boxes, scores, label, image = boxes[keep], scores[keep], label[keep], image[keep]
+        return BatchDetections(boxes, scores, label, image)

@@ -49,7 +49,7 @@ class MultiScaleRoIAlign(nn.Module):
         out = features[0].new_zeros((rois.shape[0], features[0].shape[1], size, size))
         for level, (feature, stride) in enumerate(zip(features, self.strides, strict=True)):
             index = torch.nonzero(levels == level).squeeze(1)
-            if index.numel() == 0:
+            if index.numel() == 0 and not torch.jit.is_tracing():  # a traced graph keeps all
                 continue
             pooled = roi_align(
                 feature,

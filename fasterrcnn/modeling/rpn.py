@@ -16,21 +16,37 @@ from fasterrcnn.config import AnchorConfig, RPNConfig
 from fasterrcnn.modeling import init
 from fasterrcnn.ops.anchors import cell_anchors, grid_anchors
 from fasterrcnn.ops.boxes import clip_boxes, decode_boxes, nonempty_mask
-from fasterrcnn.ops.nms import batched_nms
+from fasterrcnn.ops.nms import batched_nms, top_per_image
+from fasterrcnn.ops.shapes import at_most
 
 
 @dataclass
 class Proposals:
-    """The RPN's output for one image: R boxes in network-input pixels, best first.
+    """The RPN's proposals for a batch, in network-input pixels: image by image, best first.
 
-    ``boxes`` Tensor[R, 4]; ``logits`` Tensor[R] the ranking logit (the foreground logit);
-    ``scores`` Tensor[R] objectness probability; ``levels`` Tensor[R] int64, 0 = P2.
+    ``boxes`` Tensor[P, 4]; ``logits`` Tensor[P] the ranking logit (the foreground logit);
+    ``scores`` Tensor[P] objectness probability; ``levels`` Tensor[P] int64, 0 = P2;
+    ``batch_index`` Tensor[P] int64, the image each belongs to (non-decreasing).
     """
 
     boxes: Tensor
     logits: Tensor
     scores: Tensor
     levels: Tensor
+    batch_index: Tensor
+
+    def __len__(self) -> int:
+        return self.boxes.shape[0]
+
+    def rois(self) -> Tensor:
+        """Tensor[P, 5] ``(batch_index, x1, y1, x2, y2)``."""
+        return torch.cat([self.batch_index[:, None].to(self.boxes.dtype), self.boxes], dim=1)
+
+    def per_image(self, num_images: int) -> list[Proposals]:
+        """The proposals of each image (views; one host synchronisation for the counts)."""
+        counts = torch.bincount(self.batch_index, minlength=num_images).tolist()
+        fields = (self.boxes, self.logits, self.scores, self.levels, self.batch_index)
+        return [Proposals(*parts) for parts in zip(*(f.split(counts) for f in fields), strict=True)]
 
 
 class AnchorGenerator(nn.Module):
@@ -104,13 +120,13 @@ class RPNOutput:
     """Raw RPN predictions, flattened in (y, x, anchor) order, and the selected proposals.
 
     ``anchors[i]`` Tensor[Hi*Wi*A, 4]; ``objectness[i]`` Tensor[N, Hi*Wi*A, K];
-    ``deltas[i]`` Tensor[N, Hi*Wi*A, 4]; ``proposals`` one :class:`Proposals` per image.
+    ``deltas[i]`` Tensor[N, Hi*Wi*A, 4]; ``proposals`` those of all images.
     """
 
     anchors: list[Tensor]
     objectness: list[Tensor]
     deltas: list[Tensor]
-    proposals: list[Proposals]
+    proposals: Proposals
 
 
 class RPN(nn.Module):
@@ -126,23 +142,18 @@ class RPN(nn.Module):
     def forward(
         self,
         features: list[Tensor],
-        image_sizes: list[tuple[int, int]],
+        image_sizes: Tensor,
         padded_size: tuple[int, int],
     ) -> RPNOutput:
-        """``features``: [P2..P6] of a batch padded to ``padded_size``; ``image_sizes``: (h, w)
-        of each unpadded network input."""
+        """``features``: [P2..P6] of a batch padded to ``padded_size``; ``image_sizes``:
+        Tensor[N, 2], the (h, w) of each unpadded network input."""
         raw_objectness, raw_deltas = self.head(features)
         anchors = self.anchor_generator([tuple(f.shape[-2:]) for f in features], padded_size)
         k = self.logits_per_anchor
         # Float32 from here on, whatever the head ran in: ranking and decoding decide boxes.
         objectness = [_flatten(o, k).float() for o in raw_objectness]  # (N, Hi*Wi*A, K)
         deltas = [_flatten(d, 4).float() for d in raw_deltas]  # (N, Hi*Wi*A, 4)
-        proposals = [
-            self.select_proposals(
-                [o[i] for o in objectness], [d[i] for d in deltas], anchors, image_sizes[i]
-            )
-            for i in range(len(image_sizes))
-        ]
+        proposals = self.select_proposals(objectness, deltas, anchors, image_sizes)
         return RPNOutput(anchors, objectness, deltas, proposals)
 
     @torch.no_grad()
@@ -151,39 +162,48 @@ class RPN(nn.Module):
         objectness: list[Tensor],
         deltas: list[Tensor],
         anchors: list[Tensor],
-        image_size: tuple[int, int],
+        image_sizes: Tensor,
     ) -> Proposals:
-        """Per level top-k by logit, decode, clip, drop small boxes, NMS per level, top-R."""
+        """Per image: per level top-k by logit, decode, clip, drop small boxes, NMS per level,
+        top-R. All images at once: ``objectness[i]`` Tensor[N, Mi, K], ``deltas[i]``
+        Tensor[N, Mi, 4], ``anchors[i]`` Tensor[Mi, 4], ``image_sizes`` Tensor[N, 2]."""
         cfg = self.cfg
         pre_top = cfg.pre_nms_top_n_train if self.training else cfg.pre_nms_top_n_test
         post_top = cfg.post_nms_top_n_train if self.training else cfg.post_nms_top_n_test
-        per_level: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
+        coder = cfg.box_coder
+        boxes, logits, scores, levels = [], [], [], []
         for level, (obj, dlt, anc) in enumerate(zip(objectness, deltas, anchors, strict=True)):
-            fg_logit = obj[:, -1]
-            top = torch.topk(fg_logit, min(pre_top, fg_logit.numel())).indices
-            coder = cfg.box_coder
-            per_level.append((
-                decode_boxes(anc[top], dlt[top], coder.weights, coder.clamp_value),
-                fg_logit[top],
-                self._probability(obj[top]),
-                torch.full_like(top, level),
-            ))  # fmt: skip
-        boxes, logits, scores, levels = (torch.cat(parts) for parts in zip(*per_level, strict=True))
-        boxes = clip_boxes(boxes, image_size)
-
-        keep = nonempty_mask(boxes, cfg.min_size)
-        boxes, logits, scores, levels = boxes[keep], logits[keep], scores[keep], levels[keep]
-        nms_boxes = boxes
+            n, m, k = obj.shape
+            fg_logit, top = torch.topk(obj[..., -1], at_most(m, pre_top), dim=1)  # (N, k')
+            top_deltas = dlt.gather(1, top[..., None].expand(-1, -1, 4))
+            boxes.append(decode_boxes(anc[top].view(-1, 4), top_deltas.view(-1, 4), coder.weights, coder.clamp_value).view(n, -1, 4))  # fmt: skip
+            logits.append(fg_logit)
+            scores.append(self._probability(obj.gather(1, top[..., None].expand(-1, -1, k))))
+            levels.append(torch.full_like(top, level))
+        all_boxes = clip_boxes(torch.cat(boxes, dim=1), image_sizes[:, None, :])  # (N, T, 4)
+        image, index = torch.nonzero(nonempty_mask(all_boxes, cfg.min_size), as_tuple=True)
+        flat_boxes = all_boxes[image, index]
+        flat_logits = torch.cat(logits, dim=1)[image, index]
+        flat_levels = torch.cat(levels, dim=1)[image, index]
+        nms_boxes = flat_boxes
         if cfg.nms_plus_one:  # IoU of (x1, y1, x2 + 1, y2 + 1) == IoU with "+1" widths
-            nms_boxes = boxes + boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
-        keep = batched_nms(nms_boxes, logits, levels, cfg.nms_threshold)[:post_top]
-        return Proposals(boxes[keep], logits[keep], scores[keep], levels[keep])
+            nms_boxes = flat_boxes + flat_boxes.new_tensor([0.0, 0.0, 1.0, 1.0])
+        groups = image * len(objectness) + flat_levels
+        keep = batched_nms(nms_boxes, flat_logits, groups, cfg.nms_threshold)
+        keep = top_per_image(keep, image[keep], post_top, image_sizes.shape[0])
+        return Proposals(
+            flat_boxes[keep],
+            flat_logits[keep],
+            torch.cat(scores, dim=1)[image[keep], index[keep]],
+            flat_levels[keep],
+            image[keep],
+        )
 
     def _probability(self, logits: Tensor) -> Tensor:
-        """Tensor[M, K] logits -> Tensor[M] foreground probability."""
+        """Tensor[..., K] logits -> Tensor[...] foreground probability."""
         if self.logits_per_anchor == 1:
-            return torch.sigmoid(logits[:, 0])
-        return torch.softmax(logits, dim=1)[:, 1]
+            return torch.sigmoid(logits[..., 0])
+        return torch.softmax(logits, dim=-1)[..., 1]
 
 
 def _flatten(x: Tensor, k: int) -> Tensor:

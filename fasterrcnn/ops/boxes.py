@@ -31,18 +31,29 @@ def box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny), 0.0)
 
 
-def clip_boxes(boxes: Tensor, size: tuple[int, int] | tuple[float, float]) -> Tensor:
-    """Clip Tensor[..., 4] boxes to ``[0, w] x [0, h]`` where ``size = (h, w)``."""
-    h, w = size
-    x = boxes[..., 0::2].clamp(min=0, max=w)
-    y = boxes[..., 1::2].clamp(min=0, max=h)
+def clip_boxes(boxes: Tensor, size: tuple[int, int] | tuple[float, float] | Tensor) -> Tensor:
+    """Clip Tensor[..., 4] boxes to ``[0, w] x [0, h]``.
+
+    ``size`` is one ``(h, w)`` for all boxes, or a Tensor[..., 2] of ``(h, w)`` rows that
+    broadcasts against ``boxes[..., 0]`` (one size per image of a batch, say).
+    """
+    x = boxes[..., 0::2].clamp(min=0)
+    y = boxes[..., 1::2].clamp(min=0)
+    if isinstance(size, Tensor):
+        size = size.to(boxes.dtype)
+        x = torch.minimum(x, size[..., 1, None])
+        y = torch.minimum(y, size[..., 0, None])
+    else:
+        x = x.clamp(max=size[1])
+        y = y.clamp(max=size[0])
     return torch.stack((x[..., 0], y[..., 0], x[..., 1], y[..., 1]), dim=-1)
 
 
 def nonempty_mask(boxes: Tensor, min_size: float = 0.0) -> Tensor:
-    """Tensor[N] bool: boxes whose width and height are both ``> 0`` and ``>= min_size``."""
-    w = boxes[:, 2] - boxes[:, 0]
-    h = boxes[:, 3] - boxes[:, 1]
+    """Tensor[...] bool: boxes (Tensor[..., 4]) whose width and height are both ``> 0`` and
+    ``>= min_size``."""
+    w = boxes[..., 2] - boxes[..., 0]
+    h = boxes[..., 3] - boxes[..., 1]
     return (w > 0) & (h > 0) & (w >= min_size) & (h >= min_size)
 
 

@@ -3,6 +3,9 @@
 The pure version computes the whole overlap matrix at once with tensor operations, then
 runs the greedy scan over its rows on the CPU, touching only the rows of kept boxes.
 ``torchvision.ops.nms`` is used instead when it imports and works, as an acceleration.
+
+:func:`batched_nms` also has the forms a graph needs (see :mod:`fasterrcnn.ops.graph_nms`):
+ONNX's ``NonMaxSuppression`` while exporting to ONNX, a TorchScript function while tracing.
 """
 
 from __future__ import annotations
@@ -11,8 +14,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from fasterrcnn.ops import graph_nms
 from fasterrcnn.ops.backend import torchvision_op
 from fasterrcnn.ops.boxes import box_iou
+from fasterrcnn.ops.shapes import as_size
 
 
 def nms_pure(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -53,8 +58,21 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
         boxes: Tensor[N, 4]; scores: Tensor[N]; groups: Tensor[N] integer group ids.
 
     Returns:
-        Tensor[K] int64 indices of kept boxes, in decreasing score order.
+        Tensor[K] int64 indices of kept boxes, in decreasing score order; equal scores keep
+        their input order.
+
+    On the CPU each group runs on its own, exactly. On other devices with torchvision, all
+    groups run in one call without a host synchronisation: each group's boxes are shifted
+    apart by a multiple of the largest coordinate (torchvision's coordinate-offset trick).
     """
+    if torch.onnx.is_in_onnx_export():
+        return graph_nms.onnx_batched_nms(boxes, scores, groups, iou_threshold)
+    if torch.jit.is_tracing():
+        return graph_nms.scripted_batched_nms(boxes, scores, groups, iou_threshold)
+    tv_nms = torchvision_op("nms")
+    if boxes.device.type != "cpu" and tv_nms is not None:
+        offsets = groups.to(boxes.dtype) * (boxes.max() + 1)
+        return tv_nms(boxes + offsets[:, None], scores, iou_threshold)
     if boxes.numel() == 0:
         return torch.empty(0, dtype=torch.int64, device=boxes.device)
     kept = []
@@ -64,3 +82,17 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
     keep = torch.sort(torch.cat(kept)).values  # input order, so that ties keep it
     order = torch.sort(scores[keep], descending=True, stable=True).indices
     return keep[order]
+
+
+def top_per_image(keep: Tensor, image: Tensor, limit: int, num_images: int | Tensor) -> Tensor:
+    """The first ``limit`` of ``keep`` (Tensor[K], best first) within each image, image by
+    image: ``image`` Tensor[K] int64 is the image of each. Without a host synchronisation."""
+    count = keep.shape[0]
+    # Sorting on image * K + position keeps each image's order (the keys are unique).
+    order = torch.argsort(image * count + torch.arange(count, device=keep.device))
+    keep, image = keep[order], image[order]
+    per_image = torch.zeros(as_size(num_images), dtype=torch.int64, device=keep.device)
+    per_image = per_image.scatter_add(0, image, torch.ones_like(image))
+    starts = torch.cumsum(per_image, 0) - per_image
+    rank = torch.arange(count, device=keep.device) - starts[image]
+    return keep[rank < limit]
