@@ -363,3 +363,17 @@ def test_decoder_refuses_before_decoding():
     _, encoded = cv2.imencode(".png", image)
     decoded = decode_image(encoded.tobytes(), max_pixels=image.shape[0] * image.shape[1])
     assert (decoded == image[:, :, ::-1]).all()
+
+
+def test_command_defaults_are_the_servers():
+    from fasterrcnn.cli import build_parser
+
+    args = build_parser().parse_args(["serve"])
+    defaults = ServeOptions()
+    assert (args.max_batch, args.max_wait_ms, args.max_queue) == (
+        defaults.max_batch, defaults.max_wait_ms, defaults.max_queue,
+    )  # fmt: skip
+    assert round(args.max_body_mb * (1 << 20)) == defaults.max_body_bytes
+    assert (args.max_pixels, args.timeout, args.score_threshold) == (
+        defaults.max_pixels, defaults.timeout_s, defaults.score_threshold,
+    )  # fmt: skip
