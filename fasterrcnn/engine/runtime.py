@@ -31,17 +31,30 @@ class ExportedModel:
 
     device = torch.device("cpu")
 
-    def __init__(self, path: str | Path, backend: Backend, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        backend: Backend,
+        precision: str = "fp32",
+        threads: int | None = None,
+    ) -> None:
         path = Path(path)
         if not path.is_file():
             raise RuntimeLoadError(f"{path}: no such file")
         if backend not in BACKENDS:
             raise RuntimeLoadError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+        if precision not in ("fp32", "bf16") or (precision == "bf16" and backend != "openvino"):
+            raise RuntimeLoadError(f"backend {backend} runs fp32 only, not {precision}")
         self.path = path
         self.backend = backend
+        self.precision = precision
         threads = threads or torch.get_num_threads()
-        loaders = {"onnxruntime": _onnxruntime, "openvino": _openvino, "torchscript": _torchscript}
-        self._run, config_json = loaders[backend](path, threads)
+        if backend == "onnxruntime":
+            self._run, config_json = _onnxruntime(path, threads)
+        elif backend == "openvino":
+            self._run, config_json = _openvino(path, threads, precision)
+        else:
+            self._run, config_json = _torchscript(path)
         try:
             self.config: ModelConfig = config_from_json(config_json)
         except ConfigError as err:
@@ -85,7 +98,7 @@ def _onnxruntime(path: Path, threads: int) -> tuple[Any, str]:
     return (lambda inputs: session.run(None, dict(zip(names, inputs, strict=True)))), config
 
 
-def _openvino(path: Path, threads: int) -> tuple[Any, str]:
+def _openvino(path: Path, threads: int, precision: str) -> tuple[Any, str]:
     try:
         import openvino
     except ImportError:
@@ -93,7 +106,12 @@ def _openvino(path: Path, threads: int) -> tuple[Any, str]:
     core = openvino.Core()
     try:
         model = core.read_model(str(path))
-        compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads})
+        # OpenVINO would pick bfloat16 by itself on CPUs that have it: the precision is ours.
+        settings = {
+            "INFERENCE_NUM_THREADS": threads,
+            "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
+        }
+        compiled = core.compile_model(model, "CPU", settings)
     except Exception as err:
         raise RuntimeLoadError(f"{path}: OpenVINO cannot load it ({_first_line(err)})") from None
     config = _onnx_metadata(path).get(CONFIG_KEY)
@@ -108,7 +126,7 @@ def _openvino(path: Path, threads: int) -> tuple[Any, str]:
     return run, config
 
 
-def _torchscript(path: Path, threads: int) -> tuple[Any, str]:
+def _torchscript(path: Path) -> tuple[Any, str]:
     extra = {CONFIG_KEY: ""}
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)

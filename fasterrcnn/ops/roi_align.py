@@ -155,11 +155,11 @@ def _bags(
     points = (grid_hw[:, 0] * grid_hw[:, 1]).to(wy.dtype).clamp(min=1)
     weight = wy[:, :, None, :, :, None, None] * wx[:, None, :, None, None, :, :]
     weight = weight / points[:, None, None, None, None, None, None]
-    bags = F.embedding_bag(
-        pixel.reshape(k * ph * pw, -1),
+    bags = F.embedding_bag(  # (k * ph * pw, points * 4): also when k == 0
+        pixel.flatten(3).flatten(0, 2),
         table,
         mode="sum",
-        per_sample_weights=weight.reshape(k * ph * pw, -1).to(table.dtype),
+        per_sample_weights=weight.flatten(3).flatten(0, 2).to(table.dtype),
     )
     return bags.view(k, ph, pw, table.shape[1])
 
