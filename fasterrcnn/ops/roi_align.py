@@ -87,7 +87,7 @@ def roi_align_pure(
     num_rois = rois.shape[0]
     n, channels, height, width = features.shape
     out = features.new_zeros((num_rois, ph, pw, channels))
-    if num_rois == 0:
+    if num_rois == 0 and not torch.jit.is_tracing():  # a traced graph serves any count
         return out.permute(0, 3, 1, 2)
     # A view when the map is channels-last, else one copy.
     table = features.permute(0, 2, 3, 1).reshape(n * height * width, channels)
