@@ -27,7 +27,9 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -48,6 +50,9 @@ STAGES = ("preprocess", "backbone+FPN", "RPN", "RoI heads", "postprocess")
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import fasterrcnn  # noqa: E402
+from fasterrcnn.engine.export import ExportFormat, export  # noqa: E402
+from fasterrcnn.engine.predict import predict  # noqa: E402
+from fasterrcnn.engine.runtime import ExportedModel  # noqa: E402
 from fasterrcnn.modeling.faster_rcnn import size_tensor  # noqa: E402
 from fasterrcnn.zoo.checkpoints import detect_family, read_state_dict, unwrap  # noqa: E402
 
@@ -94,6 +99,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="our precisions to time, comma-separated (default fp32; bf16 adds a model "
         "with create_model(precision='bf16'), timed end to end beside the others)",
     )
+    p.add_argument(
+        "--backends",
+        default="",
+        help="exported runtimes to time beside ours, comma-separated, from onnxruntime, "
+        "openvino, openvino-bf16, torchscript (the model is exported once, untimed)",
+    )
+    p.add_argument(
+        "--rss",
+        action="store_true",
+        help="also measure each configuration's peak resident memory, each in its own "
+        "process, on the largest image (the process's VmHWM)",
+    )
+    p.add_argument("--rss-of", default=None, help=argparse.SUPPRESS)  # the child's side
+    p.add_argument("--export-dir", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-torchvision", action="store_true", help="skip the torchvision run")
     p.add_argument(
         "--check-flops",
@@ -218,10 +237,77 @@ def matmul_peak(sizes: list[int], device: str, repeats: int = 5) -> dict[int, fl
     return out
 
 
-def run_predict(model: fasterrcnn.Detector, image: np.ndarray, clock) -> tuple[float, int]:
+def run_predict(model: Any, image: np.ndarray, clock) -> tuple[float, int]:
+    """``predict`` end to end, for our model or an exported one (the same engine)."""
     t0 = clock()
-    dets = model.predict(image)
+    dets = predict(model, image)
     return clock() - t0, len(dets)
+
+
+BACKENDS = ("onnxruntime", "openvino", "openvino-bf16", "torchscript")
+
+
+def build_configurations(
+    args: argparse.Namespace, model: fasterrcnn.Detector, weights: Any, folder: Path
+) -> dict[str, Any]:
+    """Our extra precisions and the exported runtimes asked for, by label."""
+    configs: dict[str, Any] = {}
+    for p in args.precisions.split(","):
+        if p and p != "fp32":
+            configs[p] = fasterrcnn.create_model(
+                args.model, weights=weights, device=args.device, precision=p
+            )
+    backends = [b for b in args.backends.split(",") if b]
+    for name in backends:
+        if name not in BACKENDS:
+            raise SystemExit(f"--backends: unknown {name!r} (one of {', '.join(BACKENDS)})")
+        fmt: ExportFormat = "torchscript" if name == "torchscript" else "onnx"
+        path = folder / f"model.{'pt' if fmt == 'torchscript' else 'onnx'}"
+        if not path.exists():
+            export(model, path, fmt)
+        runtime, _, precision = name.partition("-")
+        configs[name] = ExportedModel(path, runtime, precision or "fp32")  # type: ignore[arg-type]
+    return configs
+
+
+def peak_rss_child(args: argparse.Namespace, label: str, image: Path, folder: Path) -> float:
+    """Peak resident memory (MB) of a fresh process that builds ``label``'s configuration
+    and runs it twice on ``image``."""
+    command = [
+        sys.executable, __file__, "--rss-of", label, "--model", args.model,
+        "--images", str(image.parent), "--threads", str(args.threads),
+        "--backends", label if label in BACKENDS else "",
+        "--precisions", label if label in ("bf16",) else "fp32",
+        "--num-images", "1", "--export-dir", str(folder),
+    ]  # fmt: skip
+    if args.weights is not None:
+        command += ["--weights", str(args.weights)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    return float(out.strip().splitlines()[-1])
+
+
+def rss_child_main(args: argparse.Namespace) -> None:
+    """The child of :func:`peak_rss_child`: prints its VmHWM in MB."""
+    torch.set_num_threads(args.threads)
+    _, paths = find_images(args.images, 1)
+    image = fasterrcnn.read_image(paths[0])
+    weights, _ = load_weights(args, fasterrcnn.get_preset(args.model).family)
+    label = args.rss_of
+    if label == "torchvision":
+        model, _ = build_torchvision(torchvision_state(weights), "cpu")
+        for _ in range(2):
+            run_torchvision(model, image, "cpu", time.perf_counter)
+    else:
+        ours = fasterrcnn.create_model(args.model, weights=weights)
+        configs = build_configurations(args, ours, weights, args.export_dir)
+        model = configs.get(label, ours)
+        if model is not ours:
+            del ours
+        for _ in range(2):
+            run_predict(model, image, time.perf_counter)
+    status = Path("/proc/self/status").read_text()
+    kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+    print(kb / 1024)
 
 
 @torch.inference_mode()
@@ -326,6 +412,9 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    if args.rss_of is not None:
+        rss_child_main(args)
+        return {}
     torch.set_num_threads(args.threads)
     device = args.device
     clock = make_clock(device)
@@ -336,11 +425,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     preset = fasterrcnn.get_preset(args.model)
     weights, weights_desc = load_weights(args, preset.family)
     model = fasterrcnn.create_model(args.model, weights=weights, device=device)
-    extra = [p for p in args.precisions.split(",") if p and p != "fp32"]
-    extra_models = {
-        p: fasterrcnn.create_model(args.model, weights=weights, device=device, precision=p)
-        for p in extra
-    }
+    export_dir = Path(tempfile.mkdtemp(prefix="fasterrcnn-bench-"))
+    extra_models = build_configurations(args, model, weights, export_dir)
     tv_model, tv_desc = (None, "skipped (--no-torchvision)")
     if not args.no_torchvision:
         tv_model, tv_desc = build_torchvision(torchvision_state(weights), device)
@@ -533,19 +619,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
 
     # ---- configurations
     configs = [("ours fp32", pred)]
-    configs += [(f"ours {p}", [r[f"predict_{p}_s"] for r in records]) for p in extra_models]
+    configs += [
+        (p if p in BACKENDS else f"ours {p}", [r[f"predict_{p}_s"] for r in records])
+        for p in extra_models
+    ]
     if tv_model is not None:
         configs.append(("torchvision fp32", [r["torchvision_s"] for r in records]))
     summary["configurations"] = {}
+    rss: dict[str, float] = {}
+    if args.rss:
+        largest = max(paths, key=lambda p: int(np.prod(images[paths.index(p)].shape[:2])))
+        labels = ["fp32", *extra_models] + (["torchvision"] if tv_model is not None else [])
+        rss = {label: peak_rss_child(args, label, largest, export_dir) for label in labels}
     print()
-    print(f"{'configuration':<22}{'s/image':>9}{'median':>9}{'images/s':>10}{'/ torchvision':>15}")
+    print(
+        f"{'configuration':<22}{'s/image':>9}{'median':>9}{'images/s':>10}{'/ torchvision':>15}"
+        f"{'peak RSS MB':>13}"
+    )
     for label, times in configs:
         ratio = sum(times) / sum(r["torchvision_s"] for r in records) if tv_model else None
-        summary["configurations"][label] = {**summarize(times), "over_torchvision": ratio}
+        key = label.split(" ", 1)[1] if label.startswith("ours ") else label.split(" ")[0]
+        summary["configurations"][label] = {
+            **summarize(times), "over_torchvision": ratio, "peak_rss_mb": rss.get(key)
+        }  # fmt: skip
         shown = f"{ratio:>15.3f}" if ratio is not None else f"{'-':>15}"
+        memory = f"{rss[key]:>13.0f}" if key in rss else f"{'-':>13}"
         print(
             f"{label:<22}{statistics.fmean(times):>9.3f}{statistics.median(times):>9.3f}"
-            f"{len(times) / sum(times):>10.2f}{shown}"
+            f"{len(times) / sum(times):>10.2f}{shown}{memory}"
         )
 
     busy = max(load_before, load_after) - args.threads
