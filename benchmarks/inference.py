@@ -23,6 +23,7 @@ the same thread count, before and after the model runs.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -295,14 +296,16 @@ def rss_child_main(args: argparse.Namespace) -> None:
     label = args.rss_of
     if label == "torchvision":
         model, _ = build_torchvision(torchvision_state(weights), "cpu")
+        del weights
+        gc.collect()
         for _ in range(2):
             run_torchvision(model, image, "cpu", time.perf_counter)
     else:
         ours = fasterrcnn.create_model(args.model, weights=weights)
         configs = build_configurations(args, ours, weights, args.export_dir)
         model = configs.get(label, ours)
-        if model is not ours:
-            del ours
+        del ours, configs, weights  # only the configuration measured stays
+        gc.collect()
         for _ in range(2):
             run_predict(model, image, time.perf_counter)
     status = Path("/proc/self/status").read_text()
