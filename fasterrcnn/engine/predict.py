@@ -10,13 +10,14 @@ from fasterrcnn.data.images import ImageError
 from fasterrcnn.engine.detections import Detections
 from fasterrcnn.engine.inference import run_inference
 from fasterrcnn.engine.loader import ImageSource
+from fasterrcnn.engine.runtime import ExportedModel
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 
 logger = logging.getLogger("fasterrcnn")
 
 
 def iter_detections(
-    model: FasterRCNN,
+    model: FasterRCNN | ExportedModel,
     sources: Iterable[ImageSource],
     *,
     batch_size: int = 1,
@@ -54,7 +55,7 @@ def iter_detections(
 
 @overload
 def predict(
-    model: FasterRCNN,
+    model: FasterRCNN | ExportedModel,
     source: ImageSource,
     *,
     channels: str = ...,
@@ -64,7 +65,7 @@ def predict(
 ) -> Detections: ...
 @overload
 def predict(
-    model: FasterRCNN,
+    model: FasterRCNN | ExportedModel,
     source: list[ImageSource],
     *,
     channels: str = ...,
@@ -73,7 +74,7 @@ def predict(
     batch_size: int = ...,
 ) -> list[Detections]: ...
 def predict(
-    model: FasterRCNN,
+    model: FasterRCNN | ExportedModel,
     source: ImageSource | list[ImageSource],
     *,
     channels: str = "RGB",
