@@ -69,12 +69,12 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
         return graph_nms.onnx_batched_nms(boxes, scores, groups, iou_threshold)
     if torch.jit.is_tracing():
         return graph_nms.scripted_batched_nms(boxes, scores, groups, iou_threshold)
+    if boxes.numel() == 0:
+        return torch.empty(0, dtype=torch.int64, device=boxes.device)
     tv_nms = torchvision_op("nms")
     if boxes.device.type != "cpu" and tv_nms is not None:
         offsets = groups.to(boxes.dtype) * (boxes.max() + 1)
         return tv_nms(boxes + offsets[:, None], scores, iou_threshold)
-    if boxes.numel() == 0:
-        return torch.empty(0, dtype=torch.int64, device=boxes.device)
     kept = []
     for group in torch.unique(groups):
         index = torch.nonzero(groups == group).squeeze(1)
