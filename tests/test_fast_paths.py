@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import fasterrcnn
-from fasterrcnn.modeling.backbone import FrozenBatchNorm2d, _fusable, conv_norm
+from fasterrcnn.modeling.backbone import FrozenBatchNorm2d, conv_norm
+from fasterrcnn.ops.fused import fusable, linear_relu
 
 RES18 = "faster_rcnn_res18_coco_3x_800size"
 
@@ -110,8 +111,20 @@ def test_fused_convolution_equals_the_separate_ops(kernel, residual, relu):
     expected = conv_norm(conv, norm, x, None if add is None else add.clone(), relu)
     assert expected.requires_grad  # the separate ops
     with torch.inference_mode():
-        assert _fusable(x) == torch.backends.mkldnn.is_available()
+        assert fusable(x) == torch.backends.mkldnn.is_available()
         fused = conv_norm(conv, norm, x, add, relu)
     torch.testing.assert_close(fused, expected.detach(), rtol=1e-5, atol=1e-5)
     if relu:
         assert fused.min() == 0
+
+
+def test_fused_linear_relu_equals_the_separate_ops():
+    torch.manual_seed(0)
+    linear = torch.nn.Linear(64, 32)
+    x = torch.randn(20, 64)
+    expected = torch.relu(linear(x))
+    with torch.inference_mode():
+        assert fusable(x) == torch.backends.mkldnn.is_available()
+        actual = linear_relu(x, linear)
+    torch.testing.assert_close(actual, expected.detach(), rtol=1e-5, atol=1e-5)
+    assert actual.min() == 0

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from fasterrcnn.config import BodyConfig
 from fasterrcnn.modeling import init
+from fasterrcnn.ops import fused
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -75,44 +76,16 @@ def conv_norm(
 ) -> Tensor:
     """``norm(conv(x))``, plus ``residual`` when given, then a ReLU when asked.
 
-    A frozen norm is folded into the conv (one pass over the output); in float32 inference on
-    a CPU the addition and the ReLU also run inside oneDNN's convolution, so that no extra
-    pass over the output is made (the 1x1 convolutions of the bottlenecks ran 1.2-2.2x faster).
+    A frozen norm is folded into the conv (one pass over the output), and the addition and
+    ReLU are fused into it where oneDNN can (see :mod:`fasterrcnn.ops.fused`).
     """
-    if not isinstance(norm, FrozenBatchNorm2d):
-        out = norm(conv(x))
-    else:
+    if isinstance(norm, FrozenBatchNorm2d):
         weight, shift = norm.fold_into(conv.weight)
-        if _fusable(x):
-            args = (weight, shift, conv.padding, conv.stride, conv.dilation, conv.groups)
-            unary = "relu" if relu else "none"
-            if residual is None:
-                return torch.ops.mkldnn._convolution_pointwise(x, *args, unary, [], "")
-            return torch.ops.mkldnn._convolution_pointwise.binary(
-                x, residual, *args, "add", 1.0, unary if relu else None, [], ""
-            )
-        out = F.conv2d(x, weight, shift, conv.stride, conv.padding, conv.dilation, conv.groups)
+        return fused.conv2d(x, conv, weight, shift, residual, relu)
+    out = norm(conv(x))
     if residual is not None:
         out = out.add_(residual)
     return F.relu(out, inplace=True) if relu else out
-
-
-def _fusable(x: Tensor) -> bool:
-    """Whether oneDNN's fused convolution can take ``x``: float32 CPU inference, outside
-    autocast and outside a traced graph (which keeps standard ops)."""
-    return (
-        x.device.type == "cpu"
-        and x.dtype == torch.float32
-        and not torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
-        and not torch.is_autocast_enabled("cpu")
-        and _HAS_FUSED_CONV
-    )
-
-
-_HAS_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(
-    torch.ops.mkldnn, "_convolution_pointwise"
-)
 
 
 def make_norm(kind: str, channels: int, eps: float) -> nn.Module:

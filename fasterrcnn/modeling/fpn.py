@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from fasterrcnn.config import BodyConfig, FPNConfig
 from fasterrcnn.modeling.backbone import ResNet
+from fasterrcnn.ops import fused
 
 
 class ConvNorm(nn.Module):
@@ -21,9 +22,12 @@ class ConvNorm(nn.Module):
         if self.conv.bias is not None:
             nn.init.zeros_(self.conv.bias)
 
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        return x if self.norm is None else self.norm(x)
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """The conv (and norm), plus ``residual`` when given."""
+        if self.norm is None:
+            return fused.conv2d(x, self.conv, residual=residual)
+        x = self.norm(self.conv(x))
+        return x if residual is None else x + residual
 
 
 class FPN(nn.Module):
@@ -49,8 +53,8 @@ class FPN(nn.Module):
         merged = self.lateral_convs[-1](features[-1])
         outputs = [self.output_convs[-1](merged)]
         for k in range(len(features) - 2, -1, -1):
-            lateral = self.lateral_convs[k](features[k])
-            merged = lateral + self._upsample(merged, lateral.shape[-2:])
+            upsampled = self._upsample(merged, (features[k].shape[-2], features[k].shape[-1]))
+            merged = self.lateral_convs[k](features[k], residual=upsampled)
             outputs.insert(0, self.output_convs[k](merged))
         outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2))
         return outputs

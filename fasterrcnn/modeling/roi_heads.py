@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasterrcnn.config import BoxHeadConfig, RoIPoolerConfig
 from fasterrcnn.modeling import init
+from fasterrcnn.ops import fused
 from fasterrcnn.ops.roi_align import roi_align
 
 
@@ -76,8 +76,7 @@ class BoxHead(nn.Module):
             nn.init.zeros_(fc.bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = F.relu(self.fc1(x.flatten(1)), inplace=True)
-        return F.relu(self.fc2(x), inplace=True)
+        return fused.linear_relu(fused.linear_relu(x.flatten(1), self.fc1), self.fc2)
 
 
 class BoxPredictor(nn.Module):

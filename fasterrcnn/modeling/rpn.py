@@ -9,11 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from fasterrcnn.config import AnchorConfig, RPNConfig
 from fasterrcnn.modeling import init
+from fasterrcnn.ops import fused
 from fasterrcnn.ops.anchors import cell_anchors, grid_anchors
 from fasterrcnn.ops.boxes import clip_boxes, decode_boxes, nonempty_mask
 from fasterrcnn.ops.nms import batched_nms, top_per_image
@@ -109,7 +109,7 @@ class RPNHead(nn.Module):
     def forward(self, features: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
         objectness, deltas = [], []
         for x in features:
-            t = F.relu(self.conv(x), inplace=True)
+            t = fused.conv2d(x, self.conv, relu=True)
             objectness.append(self.objectness(t))
             deltas.append(self.deltas(t))
         return objectness, deltas
