@@ -116,7 +116,9 @@ def roi_align_pure(
     if sampling_ratio > 0 or torch.jit.is_tracing():
         # One pass; with adaptive grids (in a traced graph) each RoI samples the largest
         # grid of the batch and the points beyond its own weigh 0.
-        grid_max = (sampling_ratio, sampling_ratio) if sampling_ratio > 0 else grid_hw.max(0)[0]
+        grid_max: tuple[int, int] | Tensor = (sampling_ratio, sampling_ratio)
+        if sampling_ratio <= 0:  # the largest grid (at least 1: embedding_bag needs points)
+            grid_max = torch.cat([grid_hw, grid_hw.new_ones(1, 2)]).max(0)[0]
         bags = _bags(geometry, grid_hw, grid_max, (ph, pw), (height, width), border, table)
         return bags.permute(0, 3, 1, 2)
     # Adaptive grids: one pass per grid size, so that no point is wasted.
@@ -186,7 +188,7 @@ def _neighbours(
     pos = (
         start[:, None, None]
         + b[None, :, None] * bin_size[:, None, None]
-        + g[None, None, :] * bin_size[:, None, None] / grid
+        + g[None, None, :] * bin_size[:, None, None] / grid.clamp(min=1)  # 0 points: no NaN
     )
     sampled = (g[None, None, :] < grid).to(pos.dtype)
     if border == "clamp":
