@@ -6,11 +6,14 @@ ground truth, then evaluates it on the same images in fp32 and in bf16 with pyco
 
 Run from the repository root::
 
-    .venv/bin/python benchmarks/bf16_accuracy.py                  # the 160-image mini set
-    .venv/bin/python benchmarks/bf16_accuracy.py --iterations 300 --output /tmp/run
+    .venv/bin/python benchmarks/bf16_accuracy.py                  # 24 images of the mini set
+    .venv/bin/python benchmarks/bf16_accuracy.py --images 160 --iterations 3000 --output /tmp/run
 
 Every step is a ``fasterrcnn`` command (printed before it runs): ``train`` (ResNet-18 FPN
 preset, short side 320, bf16 autocast training), then ``eval`` twice on the final weights.
+From scratch on 2 CPU cores the model learns a small set well within an hour (the first
+``--images`` annotated images of the set); on all 160 images 1,500 iterations reached an AP of
+only 0.0008, too little to compare precisions.
 """
 
 from __future__ import annotations
@@ -36,17 +39,33 @@ def fasterrcnn(*args: object) -> float:
     return time.perf_counter() - start
 
 
+def first_images(data: dict, count: int) -> dict:
+    """The instances file cut to its first ``count`` images that have a non-crowd box."""
+    annotated = {a["image_id"] for a in data["annotations"] if not a.get("iscrowd")}
+    keep = [im for im in data["images"] if im["id"] in annotated][:count]
+    ids = {im["id"] for im in keep}
+    return {
+        **data,
+        "images": keep,
+        "annotations": [a for a in data["annotations"] if a["image_id"] in ids],
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--data", type=Path, default=MINI if MINI.is_dir() else FALLBACK)
-    p.add_argument("--iterations", type=int, default=1500)
+    p.add_argument("--images", type=int, default=24, help="the first N annotated images")
+    p.add_argument("--iterations", type=int, default=1000)
     p.add_argument("--short-side", type=int, default=320)
     p.add_argument("--output", type=Path, default=Path("runs/bf16-accuracy"))
     args = p.parse_args()
     images = args.data / "val2017"
-    annotations = args.data / "instances_val2017.json"
-    if not annotations.exists():
-        annotations = next(args.data.glob("*.json"))
+    source = args.data / "instances_val2017.json"
+    if not source.exists():
+        source = next(args.data.glob("*.json"))
+    args.output.mkdir(parents=True, exist_ok=True)
+    annotations = args.output / "annotations.json"
+    annotations.write_text(json.dumps(first_images(json.loads(source.read_text()), args.images)))
     weights = args.output / "model_final.safetensors"
     if not weights.exists():
         seconds = fasterrcnn(
