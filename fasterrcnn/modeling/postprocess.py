@@ -12,6 +12,7 @@ from torch import Tensor
 
 from fasterrcnn.config import BoxHeadConfig, PostprocessConfig
 from fasterrcnn.ops.boxes import clip_boxes, decode_boxes, nonempty_mask
+from fasterrcnn.ops.groups import split_by_group
 from fasterrcnn.ops.nms import batched_nms, top_per_image
 
 
@@ -38,12 +39,8 @@ class BatchDetections:
 
     def per_image(self, num_images: int) -> list[ImageDetections]:
         """The detections of each image (views; one host synchronisation for the counts)."""
-        counts = torch.bincount(self.batch_index, minlength=num_images).tolist()
         fields = (self.boxes, self.scores, self.labels)
-        return [
-            ImageDetections(*parts)
-            for parts in zip(*(f.split(counts) for f in fields), strict=True)
-        ]
+        return [ImageDetections(*p) for p in split_by_group(self.batch_index, num_images, *fields)]
 
 
 def foreground(

@@ -16,6 +16,7 @@ from fasterrcnn.modeling import init
 from fasterrcnn.ops import fused
 from fasterrcnn.ops.anchors import cell_anchors, grid_anchors
 from fasterrcnn.ops.boxes import clip_boxes, decode_boxes, nonempty_mask
+from fasterrcnn.ops.groups import split_by_group
 from fasterrcnn.ops.nms import batched_nms, top_per_image
 from fasterrcnn.ops.shapes import at_most
 
@@ -44,9 +45,10 @@ class Proposals:
 
     def per_image(self, num_images: int) -> list[Proposals]:
         """The proposals of each image (views; one host synchronisation for the counts)."""
-        counts = torch.bincount(self.batch_index, minlength=num_images).tolist()
         fields = (self.boxes, self.logits, self.scores, self.levels, self.batch_index)
-        return [Proposals(*parts) for parts in zip(*(f.split(counts) for f in fields), strict=True)]
+        return [
+            Proposals(*parts) for parts in split_by_group(self.batch_index, num_images, *fields)
+        ]
 
 
 class AnchorGenerator(nn.Module):

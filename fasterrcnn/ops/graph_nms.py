@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from fasterrcnn.ops.groups import sort_by_group
 from fasterrcnn.ops.shapes import as_size
 
 
@@ -93,16 +94,10 @@ class _NonMaxSuppression(torch.autograd.Function):
 
 def onnx_batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: float) -> Tensor:
     """:func:`~fasterrcnn.ops.nms.batched_nms` through ONNX ``NonMaxSuppression``."""
-    num = boxes.shape[0]
     groups = groups.to(torch.int64)
     num_groups = torch.cat([groups, groups.new_zeros(1)]).max() + 1
-    by_group = torch.argsort(groups * num + torch.arange(num))  # stable: keys are unique
+    by_group, counts, starts, rank = sort_by_group(groups, num_groups)
     sorted_groups = groups[by_group]
-    counts = torch.zeros(as_size(num_groups), dtype=torch.int64).scatter_add(
-        0, groups, torch.ones_like(groups)
-    )
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(num) - starts[sorted_groups]
     width = torch.cat([counts, counts.new_zeros(1)]).max()
     padded_boxes = boxes.new_zeros((as_size(num_groups), as_size(width), 4))
     padded_boxes = padded_boxes.index_put((sorted_groups, rank), boxes[by_group])

@@ -17,7 +17,7 @@ from torch import Tensor
 from fasterrcnn.ops import graph_nms
 from fasterrcnn.ops.backend import torchvision_op
 from fasterrcnn.ops.boxes import box_iou
-from fasterrcnn.ops.shapes import as_size
+from fasterrcnn.ops.groups import sort_by_group
 
 
 def nms_pure(boxes: Tensor, scores: Tensor, iou_threshold: float) -> Tensor:
@@ -87,12 +87,5 @@ def batched_nms(boxes: Tensor, scores: Tensor, groups: Tensor, iou_threshold: fl
 def top_per_image(keep: Tensor, image: Tensor, limit: int, num_images: int | Tensor) -> Tensor:
     """The first ``limit`` of ``keep`` (Tensor[K], best first) within each image, image by
     image: ``image`` Tensor[K] int64 is the image of each. Without a host synchronisation."""
-    count = keep.shape[0]
-    # Sorting on image * K + position keeps each image's order (the keys are unique).
-    order = torch.argsort(image * count + torch.arange(count, device=keep.device))
-    keep, image = keep[order], image[order]
-    per_image = torch.zeros(as_size(num_images), dtype=torch.int64, device=keep.device)
-    per_image = per_image.scatter_add(0, image, torch.ones_like(image))
-    starts = torch.cumsum(per_image, 0) - per_image
-    rank = torch.arange(count, device=keep.device) - starts[image]
-    return keep[rank < limit]
+    order, _, _, rank = sort_by_group(image, num_images)
+    return keep[order][rank < limit]
