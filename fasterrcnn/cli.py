@@ -40,7 +40,7 @@ from fasterrcnn.engine.distributed import (
 )
 from fasterrcnn.engine.evaluate import class_mapping, detect_dataset, evaluate_found, select_images
 from fasterrcnn.engine.inference import run_inference
-from fasterrcnn.engine.memory import limit_kernel_cache
+from fasterrcnn.engine.memory import limit_kernel_cache, memory_policy
 from fasterrcnn.engine.precision import PrecisionError, check_precision
 from fasterrcnn.engine.runtime import BACKENDS, ExportedModel, RuntimeLoadError
 from fasterrcnn.engine.visualize import draw_detections
@@ -325,6 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     limit_kernel_cache()  # before any convolution runs
     _log_to_stderr()
     try:
+        try:
+            memory_policy()
+        except ValueError as err:
+            raise CLIError(str(err)) from None
         if args.command == "models":
             return run_models()
         if args.command == "download":

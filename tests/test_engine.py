@@ -293,7 +293,7 @@ def test_freed_heap_memory_goes_back_to_the_os():
     before = _resident_mb()
     del blocks
     kept = _resident_mb()
-    if not release_free_memory():
+    if not release_free_memory(keep=0):
         pytest.skip("not glibc: no malloc_trim")
     after = _resident_mb()
     assert kept > before - 64  # freeing alone returned (almost) nothing
@@ -302,33 +302,58 @@ def test_freed_heap_memory_goes_back_to_the_os():
 
 
 _HEAP_PROBE = """
-import sys
-import numpy as np
-from fasterrcnn.engine.memory import keep_large_blocks_mapped
+import resource, sys
+from fasterrcnn.engine.memory import prepare_allocator, release_free_memory
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
-if sys.argv[1] == "mapped":
-    assert keep_large_blocks_mapped() and keep_large_blocks_mapped()
+assert prepare_allocator() == sys.argv[1] and prepare_allocator() == sys.argv[1]
 base = rss_mb()
-kept = []
-for _ in range(3):
-    block = np.ones(16 << 20, dtype=np.uint8)
-    del block
-    kept.append(rss_mb() - base)
-print(max(kept))
+block = bytearray(64 << 20)  # malloc, then every page written
+del block
+kept = rss_mb() - base
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+block = bytearray(64 << 20)  # the same size again
+faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+del block
+small_budget = release_free_memory(keep=1 << 30)  # 64 MiB free: kept under "fast"
+returned = release_free_memory(keep=0)
+print(kept, faults, small_budget, returned, rss_mb() - base)
 """
 
 
+def _heap_probe(policy: str) -> tuple[float, int, bool, bool, float]:
+    env = {**os.environ, "FASTERRCNN_MEMORY": policy}
+    run = subprocess.run(
+        [sys.executable, "-c", _HEAP_PROBE, policy],
+        capture_output=True, text=True, check=True, env=env,
+    )  # fmt: skip
+    kept, faults, small_budget, returned, after = run.stdout.split()
+    return float(kept), int(faults), small_budget == "True", returned == "True", float(after)
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
-def test_large_blocks_are_given_back_when_freed() -> None:
-    """glibc keeps a freed 16 MiB block's successor in its heap (its mmap threshold rises);
-    with the threshold fixed, every such block is returned when freed."""
+def test_fast_policy_reuses_freed_blocks_without_page_faults() -> None:
+    """A freed 64 MiB block stays in the heap and its successor takes it without faulting
+    its 16,384 pages in again; it goes back to the OS only past the budget (or when asked)."""
+    kept, faults, small_budget, returned, after = _heap_probe("fast")
+    assert kept > 60  # resident after the free
+    assert faults < 1000
+    assert not small_budget  # 64 MiB free is under the 1 GiB kept
+    assert returned and after < 4
 
-    def kept_mb(mode: str) -> float:
-        run = subprocess.run(
-            [sys.executable, "-c", _HEAP_PROBE, mode], capture_output=True, text=True, check=True
-        )
-        return float(run.stdout)
 
-    assert kept_mb("default") > 12  # the block stays resident: the check can fail
-    assert kept_mb("mapped") < 2
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator")
+def test_low_policy_returns_large_blocks_when_freed() -> None:
+    kept, faults, _, _, after = _heap_probe("low")
+    assert kept < 2  # returned by the free itself
+    assert faults > 16000  # the price: every page faulted in again
+    assert after < 2
+
+
+def test_unknown_memory_policy_is_a_one_line_cli_error(capsys, monkeypatch) -> None:
+    from fasterrcnn.cli import main
+
+    monkeypatch.setenv("FASTERRCNN_MEMORY", "huge")
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "fasterrcnn: error: FASTERRCNN_MEMORY must be 'fast' or 'low', not 'huge'"

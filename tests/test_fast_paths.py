@@ -92,10 +92,11 @@ def test_channels_last_model_matches_the_contiguous_one():
     )
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("residual", [False, True])
 @pytest.mark.parametrize("kernel", [1, 3])
-def test_fused_convolution_equals_the_separate_ops(kernel, residual, relu):
+def test_fused_convolution_equals_the_separate_ops(kernel, residual, relu, overwrite):
     """The fused oneDNN convolution (float32 CPU inference) against conv, add and ReLU run
     one after the other with autograd on (which never fuses)."""
     torch.manual_seed(kernel)
@@ -110,12 +111,37 @@ def test_fused_convolution_equals_the_separate_ops(kernel, residual, relu):
     add = shortcut if residual else None
     expected = conv_norm(conv, norm, x, None if add is None else add.clone(), relu)
     assert expected.requires_grad  # the separate ops
+    kept = shortcut.clone()
     with torch.inference_mode():
-        assert fusable(x) == torch.backends.mkldnn.is_available()
-        fused = conv_norm(conv, norm, x, add, relu)
+        in_place = fusable(x)
+        assert in_place == torch.backends.mkldnn.is_available()
+        fused = conv_norm(conv, norm, x, add, relu, overwrite_residual=overwrite)
     torch.testing.assert_close(fused, expected.detach(), rtol=1e-5, atol=1e-5)
     if relu:
         assert fused.min() == 0
+    if residual and overwrite and in_place:  # accumulated in place
+        assert fused.data_ptr() == shortcut.data_ptr()
+    else:  # the caller's map is left alone
+        assert fused.data_ptr() != shortcut.data_ptr()
+        torch.testing.assert_close(shortcut, kept, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("preset", [RES18, "torchvision_fasterrcnn_resnet50_fpn"])
+def test_in_place_residuals_leave_the_input_and_every_feature_intact(preset):
+    """Blocks add their residual branch into their input's memory when nothing else needs
+    it: the image tensor and each returned feature must come out as the separate ops give."""
+    torch.manual_seed(0)
+    model = fasterrcnn.create_model(preset)
+    x = torch.randn(1, 3, 96, 128).contiguous(memory_format=torch.channels_last)
+    image = x.clone()
+    expected = _features(model, x, grad=True)
+    with torch.inference_mode():
+        actual = model.backbone(x)
+    torch.testing.assert_close(x, image, rtol=0, atol=0)
+    pointers = {f.data_ptr() for f in actual}
+    assert len(pointers) == len(actual)
+    for got, want in zip(actual, expected, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-3)
 
 
 def test_fused_linear_relu_equals_the_separate_ops():

@@ -108,7 +108,10 @@ def resize_pixels(image: np.ndarray, cfg: InputConfig) -> Tensor:
                 (new_w, new_h), Image.Resampling.BILINEAR
             )
         )
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    image = np.ascontiguousarray(image)
+    if not image.flags.writeable:  # a caller's read-only array (np.asarray of a PIL image)
+        image = image.copy()
+    return torch.from_numpy(image).permute(2, 0, 1)
 
 
 def normalize_pixels(pixels: Tensor, size: tuple[int, int], cfg: InputConfig) -> Tensor:

@@ -14,7 +14,7 @@ from fasterrcnn.data.transforms import batch_images, normalize_pixels, padded_si
 from fasterrcnn.engine.batching import group_by_key
 from fasterrcnn.engine.detections import Detections
 from fasterrcnn.engine.loader import ImageSource, LoadedImage, LoadFailure, LoadRecord, load_images
-from fasterrcnn.engine.memory import keep_large_blocks_mapped, release_free_memory
+from fasterrcnn.engine.memory import prepare_allocator, release_free_memory
 from fasterrcnn.engine.runtime import ExportedModel
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN, size_tensor
 from fasterrcnn.modeling.rpn import Proposals
@@ -59,7 +59,7 @@ def run_inference(
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
     if return_proposals and isinstance(model, ExportedModel):
         raise ValueError("an exported model returns detections only, not proposals")
-    keep_large_blocks_mapped()  # a long run's heap does not grow with the sizes it has seen
+    prepare_allocator()  # freed feature maps are reused without page faults (or returned)
     cfg = model.config.input
     records = load_images(
         sources,
@@ -81,7 +81,7 @@ def run_inference(
     for group in group_by_key(enumerate(records), size_of, batch_size):
         for arrival, result in _run_group(model, group, score_threshold, return_proposals):
             done[arrival] = result
-        release_free_memory()  # keeps a long run's peak memory that of one batch
+        release_free_memory()  # bounds the memory a long run keeps
         while next_out in done:
             yield done.pop(next_out)
             next_out += 1

@@ -1,18 +1,24 @@
-"""Giving freed heap memory back to the operating system between batches.
+"""How the process's allocator keeps the memory of freed feature maps between batches.
 
-glibc's allocator keeps the memory of freed tensors in its heap for reuse. Images of varying
-sizes leave that heap fragmented, so the resident memory of a long run creeps up (the R50 at
-the 800 setting on the mini COCO set, one image at a time: 0.8 GB after 5 images, 1.5 GB after
-60, 1.7 GB peak). ``malloc_trim(0)`` after each batch returns the free pages, so the peak stays
-that of the largest image (about 1.2 GB there), at the price of faulting those pages in again
-(about 3% of an image's time on a CPU).
+A forward pass at the 800 setting allocates about 1.6 GB of feature maps (the largest, a
+256-channel map at stride 4, is 62 MB) and frees them again. Memory that the allocator hands
+back to the operating system costs a page fault per 4 KiB page when it is taken again: with
+glibc's defaults, about 400,000 faults and 0.8 s of kernel time per image on 2 cores, which
+made the R50 at 800 x 1216 spend a quarter of its time in the kernel.
 
-glibc also raises its mmap threshold each time a large block is freed, so that later large
-tensors come from the heap, where they fragment it. :func:`keep_large_blocks_mapped` fixes the
-threshold at 4 MiB instead: every feature map is its own mapping, returned whole when freed
-(with it, the peak of ``fasterrcnn detect`` over 320 images was 1.07 times its peak over 20;
-without, the heap kept growing with the number of image sizes seen). Without glibc both are
-no-ops.
+Two policies, chosen with ``FASTERRCNN_MEMORY`` (read once per process):
+
+- ``fast`` (the default): every block comes from glibc's heap and stays there when freed, so
+  the next image reuses it without faults; after a batch, the free heap pages are returned
+  only when more than :data:`FREE_MEMORY_KEPT` (1 GiB) of them has piled up (images of many
+  sizes fragment the heap). Over 32 mini COCO images of 21 sizes on 2 cores: 1.21 s/image
+  and a 2.0 GB peak, against 1.64 s and 0.97 GB for ``low``; one 800 x 1333 image peaks at
+  1.39 GB.
+- ``low``: every block of 4 MiB or more is its own mapping, returned whole when freed, and
+  the free heap pages are returned after every batch, so the peak stays that of the largest
+  batch (0.97 GB above) at the price of faulting every feature map in again.
+
+Without glibc (musl, macOS, Windows) both are no-ops.
 
 oneDNN, which runs PyTorch's CPU convolutions, caches the kernels it generates per input
 shape (1024 by default: about ten image sizes of this model). A run over images of many sizes
@@ -29,6 +35,21 @@ import ctypes
 import ctypes.util
 import os
 from collections.abc import Callable
+from typing import Literal
+
+MemoryPolicy = Literal["fast", "low"]
+MEMORY_ENV = "FASTERRCNN_MEMORY"
+FREE_MEMORY_KEPT = 1 << 30  # bytes of free heap the fast policy keeps between batches
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
 
 
 def _load_libc() -> ctypes.CDLL | None:
@@ -45,26 +66,58 @@ def _load_libc() -> ctypes.CDLL | None:
 _LIBC = _load_libc()
 _TRIM: Callable[[int], int] | None = getattr(_LIBC, "malloc_trim", None)
 _MALLOPT: Callable[[int, int], int] | None = getattr(_LIBC, "mallopt", None)
-_M_MMAP_THRESHOLD = -3  # mallopt parameter (malloc.h)
+_MALLINFO2: Callable[[], _MallInfo2] | None = getattr(_LIBC, "mallinfo2", None)
+if _MALLINFO2 is not None:
+    _MALLINFO2.restype = _MallInfo2  # type: ignore[attr-defined]
+# mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _MAPPED_FROM = 4 << 20
-_mapped = False
+_NEVER = 2**31 - 1
+_policy: MemoryPolicy | None = None
 
 
-def release_free_memory() -> bool:
-    """Return the allocator's free heap pages to the OS; whether it could be asked to."""
+def memory_policy() -> MemoryPolicy:
+    """``FASTERRCNN_MEMORY``: ``fast`` (default) or ``low``; anything else is a one-line
+    ValueError."""
+    value = os.environ.get(MEMORY_ENV, "fast").strip().lower() or "fast"
+    if value not in ("fast", "low"):
+        raise ValueError(f"{MEMORY_ENV} must be 'fast' or 'low', not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def prepare_allocator() -> MemoryPolicy | None:
+    """Set glibc's allocator up for :func:`memory_policy`, once per process; the policy set,
+    or None without glibc."""
+    global _policy
+    if _policy is None and _MALLOPT is not None:
+        policy = memory_policy()
+        if policy == "fast":
+            ok = _MALLOPT(_M_MMAP_MAX, 0) and _MALLOPT(_M_TRIM_THRESHOLD, _NEVER)
+        else:
+            ok = _MALLOPT(_M_MMAP_THRESHOLD, _MAPPED_FROM)
+        _policy = policy if ok else None
+    return _policy
+
+
+def free_heap_bytes() -> int | None:
+    """Bytes of free memory glibc's heap holds (``mallinfo2``), None without glibc."""
+    return None if _MALLINFO2 is None else int(_MALLINFO2().fordblks)
+
+
+def release_free_memory(keep: int | None = None) -> bool:
+    """Return the allocator's free heap pages to the OS if more than ``keep`` bytes of them
+    are free (default: :data:`FREE_MEMORY_KEPT` under the fast policy, 0 under the low one);
+    whether they were returned."""
     if _TRIM is None:
         return False
+    if keep is None:
+        keep = FREE_MEMORY_KEPT if (_policy or memory_policy()) == "fast" else 0
+    if keep > 0:
+        free = free_heap_bytes()
+        if free is not None and free <= keep:
+            return False
     _TRIM(0)
     return True
-
-
-def keep_large_blocks_mapped() -> bool:
-    """Allocate every block of 4 MiB or more as its own mapping (glibc ``mallopt``), once per
-    process; whether it could be asked to."""
-    global _mapped
-    if not _mapped and _MALLOPT is not None:
-        _mapped = bool(_MALLOPT(_M_MMAP_THRESHOLD, _MAPPED_FROM))
-    return _mapped
 
 
 KERNEL_CACHE_ENV = "ONEDNN_PRIMITIVE_CACHE_CAPACITY"

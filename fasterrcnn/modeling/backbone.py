@@ -46,7 +46,7 @@ class FrozenBatchNorm2d(nn.Module):
         changes (another device, dtype, memory format or values): a conv fed the same weight
         tensor on every call also skips oneDNN's weight preparation (the R50 body ran 1.5x
         faster than when folding on every call)."""
-        if torch.is_grad_enabled() or torch.jit.is_tracing():  # a graph records the fold
+        if torch.is_grad_enabled() or fused.capturing_graph():  # a graph records the fold
             scale, shift = self.scale_and_shift()
             return conv_weight * scale[:, None, None, None], shift
         tensors = (conv_weight, self.weight, self.bias, self.running_mean, self.running_var)
@@ -73,15 +73,17 @@ def conv_norm(
     x: Tensor,
     residual: Tensor | None = None,
     relu: bool = False,
+    overwrite_residual: bool = False,
 ) -> Tensor:
     """``norm(conv(x))``, plus ``residual`` when given, then a ReLU when asked.
 
     A frozen norm is folded into the conv (one pass over the output), and the addition and
-    ReLU are fused into it where oneDNN can (see :mod:`fasterrcnn.ops.fused`).
+    ReLU are fused into it where oneDNN can (see :mod:`fasterrcnn.ops.fused`), accumulating
+    into ``residual`` when the caller is done with it (``overwrite_residual``).
     """
     if isinstance(norm, FrozenBatchNorm2d):
         weight, shift = norm.fold_into(conv.weight)
-        return fused.conv2d(x, conv, weight, shift, residual, relu)
+        return fused.conv2d(x, conv, weight, shift, residual, relu, overwrite_residual)
     out = norm(conv(x))
     if residual is not None:
         out = out.add_(residual)
@@ -109,10 +111,12 @@ class BasicBlock(nn.Module):
         self.bn2 = make_norm(cfg.norm, planes, cfg.norm_eps)
         self.downsample = _shortcut(in_ch, planes, stride, cfg)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, overwrite_input: bool = False) -> Tensor:
+        """``overwrite_input``: ``x`` is not needed afterwards (see :meth:`ResNet.forward`)."""
         out = conv_norm(self.conv1, self.bn1, x, relu=True)
         shortcut = _shortcut_path(self.downsample, x)
-        return conv_norm(self.conv2, self.bn2, out, residual=shortcut, relu=True)
+        fresh = overwrite_input or shortcut is not x
+        return conv_norm(self.conv2, self.bn2, out, shortcut, relu=True, overwrite_residual=fresh)
 
 
 class Bottleneck(nn.Module):
@@ -131,11 +135,13 @@ class Bottleneck(nn.Module):
         self.bn3 = make_norm(cfg.norm, out_ch, cfg.norm_eps)
         self.downsample = _shortcut(in_ch, out_ch, stride, cfg)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, overwrite_input: bool = False) -> Tensor:
+        """``overwrite_input``: ``x`` is not needed afterwards (see :meth:`ResNet.forward`)."""
         out = conv_norm(self.conv1, self.bn1, x, relu=True)
         out = conv_norm(self.conv2, self.bn2, out, relu=True)
         shortcut = _shortcut_path(self.downsample, x)
-        return conv_norm(self.conv3, self.bn3, out, residual=shortcut, relu=True)
+        fresh = overwrite_input or shortcut is not x
+        return conv_norm(self.conv3, self.bn3, out, shortcut, relu=True, overwrite_residual=fresh)
 
 
 def _shortcut_path(downsample: nn.Sequential | None, x: Tensor) -> Tensor:
@@ -182,7 +188,7 @@ class ResNet(nn.Module):
         self.freeze(cfg.freeze_at)
 
     @property
-    def stages(self) -> list[nn.Module]:
+    def stages(self) -> list[nn.Sequential]:
         return [getattr(self, f"layer{i}") for i in range(1, 5)]
 
     def freeze(self, freeze_at: int) -> None:
@@ -198,6 +204,9 @@ class ResNet(nn.Module):
         x = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
         outputs = []
         for stage in self.stages:
-            x = stage(x)
+            # A block's input is its predecessor's output, needed by nothing else once the
+            # block has run: the block may add its residual branch into it in place.
+            for k, block in enumerate(stage):
+                x = block(x, overwrite_input=k > 0)
             outputs.append(x)
         return outputs

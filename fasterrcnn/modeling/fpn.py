@@ -22,10 +22,15 @@ class ConvNorm(nn.Module):
         if self.conv.bias is not None:
             nn.init.zeros_(self.conv.bias)
 
-    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
-        """The conv (and norm), plus ``residual`` when given."""
+    def forward(
+        self, x: Tensor, residual: Tensor | None = None, overwrite_residual: bool = False
+    ) -> Tensor:
+        """The conv (and norm), plus ``residual`` when given (written into ``residual``
+        where that is faster and the caller allows it)."""
         if self.norm is None:
-            return fused.conv2d(x, self.conv, residual=residual)
+            return fused.conv2d(
+                x, self.conv, residual=residual, overwrite_residual=overwrite_residual
+            )
         x = self.norm(self.conv(x))
         return x if residual is None else x + residual
 
@@ -54,7 +59,7 @@ class FPN(nn.Module):
         outputs = [self.output_convs[-1](merged)]
         for k in range(len(features) - 2, -1, -1):
             upsampled = self._upsample(merged, (features[k].shape[-2], features[k].shape[-1]))
-            merged = self.lateral_convs[k](features[k], residual=upsampled)
+            merged = self.lateral_convs[k](features[k], upsampled, overwrite_residual=True)
             outputs.insert(0, self.output_convs[k](merged))
         outputs.append(F.max_pool2d(outputs[-1], kernel_size=1, stride=2))
         return outputs
