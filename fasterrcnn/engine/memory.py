@@ -10,10 +10,10 @@ Two policies, chosen with ``FASTERRCNN_MEMORY`` (read once per process):
 
 - ``fast`` (the default): every block comes from glibc's heap and stays there when freed, so
   the next image reuses it without faults; after a batch, the free heap pages are returned
-  only when more than :data:`FREE_MEMORY_KEPT` (1 GiB) of them has piled up (images of many
-  sizes fragment the heap). Over 32 mini COCO images of 21 sizes on 2 cores: 1.21 s/image
-  and a 2.0 GB peak, against 1.64 s and 0.97 GB for ``low``; one 800 x 1333 image peaks at
-  1.39 GB.
+  only when more than :data:`FREE_MEMORY_KEPT` (1.5 GiB) of them has piled up (images of many
+  sizes fragment the heap; one image at the 800 setting leaves 0.5-1.1 GB free). Over 33
+  mini COCO images on 2 cores: 1.17 s/image, 6,400 faults per image and a 1.69 GB peak,
+  against 1.55 s, 274,000 faults and 0.90 GB for ``low``.
 - ``low``: every block of 4 MiB or more is its own mapping, returned whole when freed, and
   the free heap pages are returned after every batch, so the peak stays that of the largest
   batch (0.97 GB above) at the price of faulting every feature map in again.
@@ -39,7 +39,7 @@ from typing import Literal
 
 MemoryPolicy = Literal["fast", "low"]
 MEMORY_ENV = "FASTERRCNN_MEMORY"
-FREE_MEMORY_KEPT = 1 << 30  # bytes of free heap the fast policy keeps between batches
+FREE_MEMORY_KEPT = 3 << 29  # bytes of free heap (1.5 GiB) the fast policy keeps between batches
 
 
 class _MallInfo2(ctypes.Structure):
