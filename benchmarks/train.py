@@ -263,7 +263,7 @@ def run_worker(args: argparse.Namespace) -> None:
         step, facts = our_step(args, args.worker)
     setup_s = time.perf_counter() - start
     gc.collect()
-    release_free_memory()
+    release_free_memory(keep=0)  # every free page back, whatever the policy
     setup_peak = memory_mb("VmHWM")
     rss_before = memory_mb("VmRSS")
     peak_reset = reset_peak_memory()
