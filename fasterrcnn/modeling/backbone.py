@@ -114,9 +114,8 @@ class BasicBlock(nn.Module):
     def forward(self, x: Tensor, overwrite_input: bool = False) -> Tensor:
         """``overwrite_input``: ``x`` is not needed afterwards (see :meth:`ResNet.forward`)."""
         out = conv_norm(self.conv1, self.bn1, x, relu=True)
-        shortcut = _shortcut_path(self.downsample, x)
-        fresh = overwrite_input or shortcut is not x
-        return conv_norm(self.conv2, self.bn2, out, shortcut, relu=True, overwrite_residual=fresh)
+        shortcut, owned = _shortcut_path(self.downsample, x, overwrite_input)
+        return conv_norm(self.conv2, self.bn2, out, shortcut, relu=True, overwrite_residual=owned)
 
 
 class Bottleneck(nn.Module):
@@ -139,16 +138,19 @@ class Bottleneck(nn.Module):
         """``overwrite_input``: ``x`` is not needed afterwards (see :meth:`ResNet.forward`)."""
         out = conv_norm(self.conv1, self.bn1, x, relu=True)
         out = conv_norm(self.conv2, self.bn2, out, relu=True)
-        shortcut = _shortcut_path(self.downsample, x)
-        fresh = overwrite_input or shortcut is not x
-        return conv_norm(self.conv3, self.bn3, out, shortcut, relu=True, overwrite_residual=fresh)
+        shortcut, owned = _shortcut_path(self.downsample, x, overwrite_input)
+        return conv_norm(self.conv3, self.bn3, out, shortcut, relu=True, overwrite_residual=owned)
 
 
-def _shortcut_path(downsample: nn.Sequential | None, x: Tensor) -> Tensor:
+def _shortcut_path(
+    downsample: nn.Sequential | None, x: Tensor, overwrite_input: bool
+) -> tuple[Tensor, bool]:
+    """The block's shortcut, and whether the block may overwrite it: a projection is a new
+    map; the identity is the input itself, the block's only when ``overwrite_input``."""
     if downsample is None:
-        return x
+        return x, overwrite_input
     conv, norm = downsample
-    return conv_norm(cast(nn.Conv2d, conv), norm, x)
+    return conv_norm(cast(nn.Conv2d, conv), norm, x), True
 
 
 def _shortcut(in_ch: int, out_ch: int, stride: int, cfg: BodyConfig) -> nn.Sequential | None:
