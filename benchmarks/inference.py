@@ -18,6 +18,12 @@ of the convolutions and linear layers, counted by ``torch.utils.flop_counter.Flo
 come from a copy of the model on the ``meta`` device fed each image's input shape and RoI
 count, so counting costs no compute. The fp32 matmul peak is timed in the same process with
 the same thread count, before and after the model runs.
+
+Then the configuration table: ours in each precision, each exported runtime and torchvision,
+each timed over the same images in a fresh process of its own (runtimes sharing a process
+slow each other down), with the process's peak resident memory; and the floor: the time the
+counted FLOPs would take at the best measured convolution and matmul rates, in fp32 and, when
+a bf16 configuration is timed, in bf16.
 """
 
 from __future__ import annotations
@@ -52,7 +58,9 @@ STAGES = ("preprocess", "backbone+FPN", "RPN", "RoI heads", "postprocess")
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import fasterrcnn  # noqa: E402
-from fasterrcnn.engine.export import ExportFormat, export  # noqa: E402
+from fasterrcnn.engine.export import export  # noqa: E402
+from fasterrcnn.engine.memory import prepare_allocator  # noqa: E402
+from fasterrcnn.engine.precision import PrecisionError, check_precision  # noqa: E402
 from fasterrcnn.engine.predict import predict  # noqa: E402
 from fasterrcnn.engine.runtime import ExportedModel  # noqa: E402
 from fasterrcnn.modeling.faster_rcnn import size_tensor  # noqa: E402
@@ -99,21 +107,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--precisions",
         default="fp32",
         help="our precisions to time, comma-separated (default fp32; bf16 adds a model "
-        "with create_model(precision='bf16'), timed end to end beside the others)",
+        "with create_model(precision='bf16'))",
     )
     p.add_argument(
         "--backends",
         default="",
-        help="exported runtimes to time beside ours, comma-separated, from onnxruntime, "
-        "openvino, openvino-bf16, torchscript (the model is exported once, untimed)",
+        help="exported runtimes to time, comma-separated, from onnxruntime, openvino, "
+        "openvino-bf16, torchscript (the model is exported once, untimed)",
     )
-    p.add_argument(
-        "--rss",
-        action="store_true",
-        help="also measure each configuration's peak resident memory, each in its own "
-        "process, on the largest image (the process's VmHWM)",
-    )
-    p.add_argument("--rss-of", default=None, help=argparse.SUPPRESS)  # the child's side
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # a configuration's process
     p.add_argument("--export-dir", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-torchvision", action="store_true", help="skip the torchvision run")
     p.add_argument(
@@ -125,6 +127,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.num_images < 1 or args.repeat < 1 or args.warmup < 0 or args.threads < 1:
         p.error("--num-images, --repeat and --threads must be >= 1, --warmup >= 0")
+    unknown = [b for b in args.backends.split(",") if b and b not in BACKENDS]
+    if unknown:
+        p.error(f"--backends: unknown {unknown[0]!r} (one of {', '.join(BACKENDS)})")
     if args.device == "cuda" and not torch.cuda.is_available():
         p.error("--device cuda: torch.cuda.is_available() is False")
     return args
@@ -248,6 +253,58 @@ def matmul_peak(sizes: list[int], device: str, repeats: int = 5) -> dict[int, fl
     return out
 
 
+def kernel_peaks(dtype: torch.dtype, device: str, repeats: int = 5) -> dict[str, float]:
+    """Best-of-``repeats`` GFLOP/s in ``dtype`` of the model's dominant kernel, a 3x3
+    convolution of 256 channels (channels-last, as the model runs it), and of a 2048 matmul:
+    the rates no layer of the model is expected to beat on this machine."""
+    clock = make_clock(device)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(1, 256, 100, 136, generator=gen).to(device, dtype)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(256, 256, 3, 3, generator=gen).to(device, dtype)
+    w = w.contiguous(memory_format=torch.channels_last)
+    a = torch.randn(2048, 2048, generator=gen).to(device, dtype)
+    kernels = {
+        "conv3x3": (lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * 256 * 256 * 9 * 100 * 136),
+        "matmul": (lambda: torch.mm(a, a), 2 * 2048**3),
+    }  # fmt: skip
+    out = {}
+    with torch.inference_mode():
+        for name, (kernel, flops) in kernels.items():
+            kernel()  # warm up
+            best = float("inf")
+            for _ in range(repeats):
+                t0 = clock()
+                kernel()
+                best = min(best, clock() - t0)
+            out[name] = flops / best / 1e9
+    return out
+
+
+def floor_rows(
+    args: argparse.Namespace, fp32_matmul_peak: float, flops_per_image: float
+) -> dict[str, dict[str, Any]]:
+    """The fastest the model could run in each precision on this machine: every counted
+    FLOP (convolutions and linear layers) at the best measured kernel rate, everything else
+    free. fp32 always; bf16 when a bf16 configuration is timed and the device runs bf16."""
+    precisions = ["fp32"]
+    wants_bf16 = "bf16" in args.precisions.split(",") or "openvino-bf16" in args.backends
+    if wants_bf16:
+        try:
+            check_precision("bf16", args.device)
+            precisions.append("bf16")
+        except PrecisionError:
+            pass
+    rows = {}
+    for precision in precisions:
+        rates = kernel_peaks(torch.float32 if precision == "fp32" else torch.bfloat16, args.device)
+        if precision == "fp32":
+            rates["matmul"] = max(rates["matmul"], fp32_matmul_peak)
+        best = max(rates.values())
+        rows[precision] = {"gflops_per_s": rates, "s_per_image": flops_per_image / best / 1e9}
+    return rows
+
+
 def run_predict(model: Any, image: np.ndarray, clock) -> tuple[float, int]:
     """``predict`` end to end, for our model or an exported one (the same engine)."""
     t0 = clock()
@@ -258,69 +315,81 @@ def run_predict(model: Any, image: np.ndarray, clock) -> tuple[float, int]:
 BACKENDS = ("onnxruntime", "openvino", "openvino-bf16", "torchscript")
 
 
-def build_configurations(
-    args: argparse.Namespace, model: fasterrcnn.Detector, weights: Any, folder: Path
-) -> dict[str, Any]:
-    """Our extra precisions and the exported runtimes asked for, by label."""
-    configs: dict[str, Any] = {}
-    for p in args.precisions.split(","):
-        if p and p != "fp32":
-            configs[p] = fasterrcnn.create_model(
-                args.model, weights=weights, device=args.device, precision=p
-            )
+def configuration_labels(args: argparse.Namespace, torchvision: bool) -> list[str]:
+    """The configurations of the table: our precisions, the exported runtimes, torchvision."""
+    precisions = ["fp32"] + [p for p in args.precisions.split(",") if p and p != "fp32"]
     backends = [b for b in args.backends.split(",") if b]
-    for name in backends:
-        if name not in BACKENDS:
-            raise SystemExit(f"--backends: unknown {name!r} (one of {', '.join(BACKENDS)})")
-        fmt: ExportFormat = "torchscript" if name == "torchscript" else "onnx"
-        path = folder / f"model.{'pt' if fmt == 'torchscript' else 'onnx'}"
-        if not path.exists():
-            export(model, path, fmt)
-        runtime, _, precision = name.partition("-")
-        configs[name] = ExportedModel(path, runtime, precision or "fp32")  # type: ignore[arg-type]
-    return configs
+    return precisions + backends + (["torchvision"] if torchvision else [])
 
 
-def peak_rss_child(args: argparse.Namespace, label: str, image: Path, folder: Path) -> float:
-    """Peak resident memory (MB) of a fresh process that builds ``label``'s configuration
-    and runs it twice on ``image``."""
+def export_path(folder: Path, label: str) -> Path:
+    return folder / ("model.pt" if label == "torchscript" else "model.onnx")
+
+
+def time_in_own_process(
+    args: argparse.Namespace, label: str, folder: Path, export_dir: Path
+) -> dict[str, Any]:
+    """Time ``label`` over the images in a fresh process that builds only that
+    configuration: runtimes sharing a process slow each other down (their thread pools
+    spin for the CPUs, their allocators fragment one heap). The child's figures, or
+    ``{"error": ...}`` with its last line of output."""
     command = [
-        sys.executable, __file__, "--rss-of", label, "--model", args.model,
-        "--images", str(image.parent), "--threads", str(args.threads),
-        "--backends", label if label in BACKENDS else "",
-        "--precisions", label if label in ("bf16",) else "fp32",
-        "--num-images", "1", "--export-dir", str(folder),
+        sys.executable, __file__, "--child", label, "--model", args.model,
+        "--images", str(folder), "--num-images", str(args.num_images),
+        "--threads", str(args.threads), "--warmup", str(args.warmup),
+        "--repeat", str(args.repeat), "--device", args.device,
+        "--export-dir", str(export_dir),
     ]  # fmt: skip
     if args.weights is not None:
         command += ["--weights", str(args.weights)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    return float(out.strip().splitlines()[-1])
+    done = subprocess.run(command, capture_output=True, text=True)
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    if done.returncode != 0:
+        return {"error": lines[-1] if lines else f"exit status {done.returncode}"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def rss_child_main(args: argparse.Namespace) -> None:
-    """The child of :func:`peak_rss_child`: prints its VmHWM in MB."""
+def child_main(args: argparse.Namespace) -> None:
+    """The process of :func:`time_in_own_process`: builds one configuration, warms it up on
+    the first image, times every image ``--repeat`` times and prints one JSON line: each
+    image's median seconds and detection count, and the process's peak resident memory.
+    Every configuration runs under the allocator settings ours sets (torchvision's run in
+    the main process shares them too), so the table compares the runtimes, not malloc's."""
+    prepare_allocator()
     torch.set_num_threads(args.threads)
-    _, paths = find_images(args.images, 1)
-    image = fasterrcnn.read_image(paths[0])
+    clock = make_clock(args.device)
+    _, paths = find_images(args.images, args.num_images)
+    images = [fasterrcnn.read_image(p) for p in paths]
     weights, _ = load_weights(args, fasterrcnn.get_preset(args.model).family)
-    label = args.rss_of
+    label = args.child
+    run: Callable[[np.ndarray], tuple[float, int]]
     if label == "torchvision":
-        model, _ = build_torchvision(torchvision_state(weights), "cpu")
-        del weights
-        gc.collect()
-        for _ in range(2):
-            run_torchvision(model, image, "cpu", time.perf_counter)
+        tv_model, reason = build_torchvision(torchvision_state(weights), args.device)
+        if tv_model is None:
+            sys.exit(reason)
+        run = partial(run_torchvision, tv_model, device=args.device, clock=clock)
+    elif label in BACKENDS:
+        runtime, _, precision = label.partition("-")
+        path = export_path(args.export_dir, label)
+        exported = ExportedModel(path, runtime, precision or "fp32")  # type: ignore[arg-type]
+        run = partial(run_predict, exported, clock=clock)
     else:
-        ours = fasterrcnn.create_model(args.model, weights=weights)
-        configs = build_configurations(args, ours, weights, args.export_dir)
-        model = configs.get(label, ours)
-        del ours, configs, weights  # only the configuration measured stays
-        gc.collect()
-        for _ in range(2):
-            run_predict(model, image, time.perf_counter)
+        ours = fasterrcnn.create_model(
+            args.model, weights=weights, device=args.device, precision=label
+        )
+        run = partial(run_predict, ours, clock=clock)
+    del weights  # only the configuration measured stays
+    gc.collect()
+    for _ in range(args.warmup):
+        run(images[0])
+    times, detections = [], []
+    for image in images:
+        samples = [run(image) for _ in range(args.repeat)]
+        times.append(statistics.median(t for t, _ in samples))
+        detections.append(samples[-1][1])
     status = Path("/proc/self/status").read_text()
     kb = int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
-    print(kb / 1024)
+    print(json.dumps({"times": times, "detections": detections, "peak_rss_mb": kb / 1024}))
 
 
 @torch.inference_mode()
@@ -352,7 +421,9 @@ def run_stages(model: fasterrcnn.Detector, image: np.ndarray, clock) -> dict[str
     }
 
 
-def run_torchvision(model: Any, image: np.ndarray, device: str, clock) -> tuple[float, int]:
+def run_torchvision(
+    model: Any, image: np.ndarray, device: str, clock: Callable[[], float]
+) -> tuple[float, int]:
     t0 = clock()
     with torch.inference_mode():
         x = torch.from_numpy(image).to(device).permute(2, 0, 1).float().div_(255)
@@ -425,8 +496,8 @@ def summarize(values: list[float]) -> dict[str, float]:
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
-    if args.rss_of is not None:
-        rss_child_main(args)
+    if args.child is not None:
+        child_main(args)
         return {}
     torch.set_num_threads(args.threads)
     device = args.device
@@ -439,7 +510,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     weights, weights_desc = load_weights(args, preset.family)
     model = fasterrcnn.create_model(args.model, weights=weights, device=device)
     export_dir = Path(tempfile.mkdtemp(prefix="fasterrcnn-bench-"))
-    extra_models = build_configurations(args, model, weights, export_dir)
+    for backend in [b for b in args.backends.split(",") if b]:
+        path = export_path(export_dir, backend)
+        if not path.exists():
+            export(model, path, "torchscript" if backend == "torchscript" else "onnx")
     tv_model, tv_desc = (None, "skipped (--no-torchvision)")
     if not args.no_torchvision:
         tv_model, tv_desc = build_torchvision(torchvision_state(weights), device)
@@ -474,8 +548,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for _ in range(args.warmup):
         run_predict(model, images[0], clock)
         run_stages(model, images[0], clock)
-        for extra_model in extra_models.values():
-            run_predict(extra_model, images[0], clock)
         if tv_model is not None:
             run_torchvision(tv_model, images[0], device, clock)
 
@@ -487,9 +559,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             ("predict", partial(run_predict, model, image, clock)),
             ("stages", partial(run_stages, model, image, clock)),
         ]
-        for precision, extra_model in extra_models.items():
-            samples[f"predict_{precision}"] = []
-            runs.append((f"predict_{precision}", partial(run_predict, extra_model, image, clock)))
         if tv_model is not None:
             runs.append(("torchvision", partial(run_torchvision, tv_model, image, device, clock)))
         for r in range(args.repeat):
@@ -513,10 +582,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "stages_total_s": sum(stage_times.values()),
             "detections": samples["predict"][-1][1],
         }
-        for precision in extra_models:
-            rec[f"predict_{precision}_s"] = statistics.median(
-                t for t, _ in samples[f"predict_{precision}"]
-            )
         if tv_model is not None:
             rec["torchvision_s"] = statistics.median(t for t, _ in samples["torchvision"])
             rec["torchvision_detections"] = samples["torchvision"][-1][1]
@@ -630,37 +695,67 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{flop_check['meta_count'] / 1e9:.3f}"
         )
 
-    # ---- configurations
-    configs = [("ours fp32", pred)]
-    configs += [
-        (p if p in BACKENDS else f"ours {p}", [r[f"predict_{p}_s"] for r in records])
-        for p in extra_models
-    ]
-    if tv_model is not None:
-        configs.append(("torchvision fp32", [r["torchvision_s"] for r in records]))
+    # ---- configurations, each in its own process
+    labels = configuration_labels(args, tv_model is not None)
+    print(file=sys.stderr)
+    configurations: dict[str, dict[str, Any]] = {}
+    for label in labels:
+        result = time_in_own_process(args, label, folder, export_dir)
+        if "error" not in result:
+            result.update(summarize(result["times"]))
+        configurations[label] = result
+        shown = result.get("error") or f"{result['mean']:.3f} s/image"
+        print(f"own process: {label}: {shown}", file=sys.stderr, flush=True)
+    tv_own = configurations.get("torchvision", {}).get("times")
     summary["configurations"] = {}
-    rss: dict[str, float] = {}
-    if args.rss:
-        largest = max(paths, key=lambda p: int(np.prod(images[paths.index(p)].shape[:2])))
-        labels = ["fp32", *extra_models] + (["torchvision"] if tv_model is not None else [])
-        rss = {label: peak_rss_child(args, label, largest, export_dir) for label in labels}
     print()
+    print(
+        f"each configuration in its own process ({args.warmup} warm-up, {args.repeat} "
+        f"timed run(s) per image, the same {n} image{'s' * (n != 1)}):"
+    )
     print(
         f"{'configuration':<22}{'s/image':>9}{'median':>9}{'images/s':>10}{'/ torchvision':>15}"
         f"{'peak RSS MB':>13}"
     )
-    for label, times in configs:
-        ratio = sum(times) / sum(r["torchvision_s"] for r in records) if tv_model else None
-        key = label.split(" ", 1)[1] if label.startswith("ours ") else label.split(" ")[0]
-        summary["configurations"][label] = {
-            **summarize(times), "over_torchvision": ratio, "peak_rss_mb": rss.get(key)
-        }  # fmt: skip
+    for label, result in configurations.items():
+        name = "torchvision fp32" if label == "torchvision" else (
+            label if label in BACKENDS else f"ours {label}"
+        )  # fmt: skip
+        summary["configurations"][name] = result
+        if "error" in result:
+            print(f"{name:<22}failed: {result['error']}")
+            continue
+        times = result["times"]
+        ratio = sum(times) / sum(tv_own) if tv_own else None
+        result["over_torchvision"] = ratio
         shown = f"{ratio:>15.3f}" if ratio is not None else f"{'-':>15}"
-        memory = f"{rss[key]:>13.0f}" if key in rss else f"{'-':>13}"
         print(
-            f"{label:<22}{statistics.fmean(times):>9.3f}{statistics.median(times):>9.3f}"
-            f"{len(times) / sum(times):>10.2f}{shown}{memory}"
+            f"{name:<22}{result['mean']:>9.3f}{result['median']:>9.3f}"
+            f"{len(times) / sum(times):>10.2f}{shown}{result['peak_rss_mb']:>13.0f}"
         )
+
+    # ---- the floor: what no implementation of these FLOPs can beat on this machine
+    floors = floor_rows(args, peak, summary["gflops_per_image"] * 1e9)
+    summary["floor"] = floors
+    tv_mean = statistics.fmean(tv_own) if tv_own else None
+    print()
+    print("floor: every counted FLOP at the best measured kernel rate, everything else free")
+    for precision, row in floors.items():
+        rates = ", ".join(f"{k} {v:.1f}" for k, v in row["gflops_per_s"].items())
+        line = f"  {precision}: {rates} GFLOP/s -> {row['s_per_image']:.3f} s/image"
+        if tv_mean is not None:
+            row["over_torchvision"] = row["s_per_image"] / tv_mean
+            measured = [
+                f"{label} {c['over_torchvision']:.3f}"
+                for label, c in summary["configurations"].items()
+                if (precision == "bf16") == ("bf16" in label)
+                and "torchvision" not in label
+                and "error" not in c
+            ]
+            line += (
+                f" = {row['over_torchvision']:.3f} x torchvision (measured: {', '.join(measured)})"
+            )
+        print(line)
 
     busy = max(load_before, load_after) - args.threads
     if device == "cpu" and busy > 0.5:
