@@ -281,27 +281,33 @@ def kernel_peaks(dtype: torch.dtype, device: str, repeats: int = 5) -> dict[str,
     return out
 
 
-def floor_rows(
-    args: argparse.Namespace, fp32_matmul_peak: float, flops_per_image: float
-) -> dict[str, dict[str, Any]]:
-    """The fastest the model could run in each precision on this machine: every counted
-    FLOP (convolutions and linear layers) at the best measured kernel rate, everything else
-    free. fp32 always; bf16 when a bf16 configuration is timed and the device runs bf16."""
+def floor_rates(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """:func:`kernel_peaks` in fp32, and in bf16 when a bf16 configuration is timed and the
+    device runs bf16."""
     precisions = ["fp32"]
-    wants_bf16 = "bf16" in args.precisions.split(",") or "openvino-bf16" in args.backends
-    if wants_bf16:
+    if "bf16" in args.precisions.split(",") or "openvino-bf16" in args.backends:
         try:
             check_precision("bf16", args.device)
             precisions.append("bf16")
         except PrecisionError:
             pass
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    return {p: kernel_peaks(dtypes[p], args.device) for p in precisions}
+
+
+def floor_rows(
+    rates: list[dict[str, dict[str, float]]], fp32_matmul_peak: float, flops_per_image: float
+) -> dict[str, dict[str, Any]]:
+    """The fastest the model could run in each precision on this machine: every counted
+    FLOP (convolutions and linear layers) at the best rate measured (``rates``: before and
+    after the model runs), everything else free."""
     rows = {}
-    for precision in precisions:
-        rates = kernel_peaks(torch.float32 if precision == "fp32" else torch.bfloat16, args.device)
+    for precision in rates[0]:
+        best = {k: max(r[precision][k] for r in rates) for k in rates[0][precision]}
         if precision == "fp32":
-            rates["matmul"] = max(rates["matmul"], fp32_matmul_peak)
-        best = max(rates.values())
-        rows[precision] = {"gflops_per_s": rates, "s_per_image": flops_per_image / best / 1e9}
+            best["matmul"] = max(best["matmul"], fp32_matmul_peak)
+        top = max(best.values())
+        rows[precision] = {"gflops_per_s": best, "s_per_image": flops_per_image / top / 1e9}
     return rows
 
 
@@ -543,6 +549,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"load average {load_before:.2f} on {os.cpu_count()} CPUs")
 
     peak_before = matmul_peak(sizes, device)
+    rates_before = floor_rates(args)
 
     # Warm up every path on the first image.
     for _ in range(args.warmup):
@@ -595,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
 
     peak_after = matmul_peak(sizes, device)
+    rates_after = floor_rates(args)
     load_after = load_average()
     peak = max(*peak_before.values(), *peak_after.values())
 
@@ -735,7 +743,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
 
     # ---- the floor: what no implementation of these FLOPs can beat on this machine
-    floors = floor_rows(args, peak, summary["gflops_per_image"] * 1e9)
+    floors = floor_rows([rates_before, rates_after], peak, summary["gflops_per_image"] * 1e9)
     summary["floor"] = floors
     tv_mean = statistics.fmean(tv_own) if tv_own else None
     print()
