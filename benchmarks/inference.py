@@ -224,16 +224,29 @@ def make_clock(device: str) -> Callable[[], float]:
     return time.perf_counter
 
 
-def matmul_peak(sizes: list[int], device: str, repeats: int = 5) -> dict[int, float]:
-    """Best-of-``repeats`` fp32 GFLOP/s at each square size: ``torch.mm``, and on CPUs also
+def best_seconds(kernel: Callable[[], Any], clock: Callable[[], float], repeats: int) -> float:
+    """The fastest of ``repeats`` timed calls of ``kernel``, after one untimed call."""
+    kernel()
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = clock()
+        kernel()
+        best = min(best, clock() - t0)
+    return best
+
+
+def matmul_peak(
+    sizes: list[int], device: str, dtype: torch.dtype = torch.float32, repeats: int = 5
+) -> dict[int, float]:
+    """Best-of-``repeats`` GFLOP/s at each square size: ``torch.mm``, and on CPUs also
     oneDNN's matmul (the library behind PyTorch's CPU convolutions), whichever is faster.
     (``torch.mm`` calls MKL, which on AMD CPUs runs at about half of oneDNN's speed.)"""
     clock = make_clock(device)
     out = {}
     for n in sizes:
         gen = torch.Generator().manual_seed(n)
-        a = torch.randn(n, n, generator=gen).to(device)
-        b = torch.randn(n, n, generator=gen).to(device)
+        a = torch.randn(n, n, generator=gen).to(device, dtype)
+        b = torch.randn(n, n, generator=gen).to(device, dtype)
         kernels: list[Callable[[Tensor, Tensor], Any]] = [lambda x, y: torch.mm(x, y)]
         if device == "cpu" and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
             # oneDNN's inner product: x @ y.T, y being the weight; y is square and random,
@@ -241,71 +254,54 @@ def matmul_peak(sizes: list[int], device: str, repeats: int = 5) -> dict[int, fl
             kernels.append(
                 lambda x, y: torch.ops.mkldnn._linear_pointwise(x, y, None, "none", [], "")
             )
-        best = float("inf")
-        for kernel in kernels:
-            kernel(a, b)  # warm up
-            for _ in range(repeats):
-                t0 = clock()
-                kernel(a, b)
-                best = min(best, clock() - t0)
+        best = min(best_seconds(partial(kernel, a, b), clock, repeats) for kernel in kernels)
         out[n] = 2 * n**3 / best / 1e9
         del a, b
     return out
 
 
-def kernel_peaks(dtype: torch.dtype, device: str, repeats: int = 5) -> dict[str, float]:
-    """Best-of-``repeats`` GFLOP/s in ``dtype`` of the model's dominant kernel, a 3x3
-    convolution of 256 channels (channels-last, as the model runs it), and of a 2048 matmul:
-    the rates no layer of the model is expected to beat on this machine."""
-    clock = make_clock(device)
+def conv_peak(device: str, dtype: torch.dtype, repeats: int = 5) -> float:
+    """Best-of-``repeats`` GFLOP/s in ``dtype`` of the model's dominant kernel: a 3x3
+    convolution of 256 channels, channels-last as the model runs it."""
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(1, 256, 100, 136, generator=gen).to(device, dtype)
     x = x.contiguous(memory_format=torch.channels_last)
     w = torch.randn(256, 256, 3, 3, generator=gen).to(device, dtype)
     w = w.contiguous(memory_format=torch.channels_last)
-    a = torch.randn(2048, 2048, generator=gen).to(device, dtype)
-    kernels = {
-        "conv3x3": (lambda: torch.nn.functional.conv2d(x, w, padding=1), 2 * 256 * 256 * 9 * 100 * 136),
-        "matmul": (lambda: torch.mm(a, a), 2 * 2048**3),
-    }  # fmt: skip
-    out = {}
     with torch.inference_mode():
-        for name, (kernel, flops) in kernels.items():
-            kernel()  # warm up
-            best = float("inf")
-            for _ in range(repeats):
-                t0 = clock()
-                kernel()
-                best = min(best, clock() - t0)
-            out[name] = flops / best / 1e9
-    return out
+        best = best_seconds(
+            lambda: torch.nn.functional.conv2d(x, w, padding=1), make_clock(device), repeats
+        )
+    return 2 * 256 * 256 * 9 * 100 * 136 / best / 1e9
 
 
-def floor_rates(args: argparse.Namespace) -> dict[str, dict[str, float]]:
-    """:func:`kernel_peaks` in fp32, and in bf16 when a bf16 configuration is timed and the
-    device runs bf16."""
-    precisions = ["fp32"]
+def floor_rates(args: argparse.Namespace, fp32_matmul: float) -> dict[str, dict[str, float]]:
+    """GFLOP/s of the 3x3 convolution and of the matmul (``fp32_matmul``, measured already
+    by :func:`matmul_peak`, in fp32; a 2048 matmul in bf16): in fp32, and in bf16 when a
+    bf16 configuration is timed and the device runs bf16. No layer of the model is expected
+    to beat them on this machine."""
+    rates = {"fp32": {"conv3x3": conv_peak(args.device, torch.float32), "matmul": fp32_matmul}}
     if "bf16" in args.precisions.split(",") or "openvino-bf16" in args.backends:
         try:
             check_precision("bf16", args.device)
-            precisions.append("bf16")
         except PrecisionError:
-            pass
-    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
-    return {p: kernel_peaks(dtypes[p], args.device) for p in precisions}
+            return rates
+        rates["bf16"] = {
+            "conv3x3": conv_peak(args.device, torch.bfloat16),
+            "matmul": matmul_peak([2048], args.device, torch.bfloat16)[2048],
+        }
+    return rates
 
 
 def floor_rows(
-    rates: list[dict[str, dict[str, float]]], fp32_matmul_peak: float, flops_per_image: float
+    rates: list[dict[str, dict[str, float]]], flops_per_image: float
 ) -> dict[str, dict[str, Any]]:
     """The fastest the model could run in each precision on this machine: every counted
     FLOP (convolutions and linear layers) at the best rate measured (``rates``: before and
     after the model runs), everything else free."""
     rows = {}
-    for precision in rates[0]:
-        best = {k: max(r[precision][k] for r in rates) for k in rates[0][precision]}
-        if precision == "fp32":
-            best["matmul"] = max(best["matmul"], fp32_matmul_peak)
+    for precision, kernels in rates[0].items():
+        best = {k: max(r[precision][k] for r in rates) for k in kernels}
         top = max(best.values())
         rows[precision] = {"gflops_per_s": best, "s_per_image": flops_per_image / top / 1e9}
     return rows
@@ -549,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print(f"load average {load_before:.2f} on {os.cpu_count()} CPUs")
 
     peak_before = matmul_peak(sizes, device)
-    rates_before = floor_rates(args)
+    rates_before = floor_rates(args, max(peak_before.values()))
 
     # Warm up every path on the first image.
     for _ in range(args.warmup):
@@ -602,7 +598,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
 
     peak_after = matmul_peak(sizes, device)
-    rates_after = floor_rates(args)
+    rates_after = floor_rates(args, max(peak_after.values()))
     load_after = load_average()
     peak = max(*peak_before.values(), *peak_after.values())
 
@@ -711,11 +707,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         result = time_in_own_process(args, label, folder, export_dir)
         if "error" not in result:
             result.update(summarize(result["times"]))
-        configurations[label] = result
+        name = "torchvision fp32" if label == "torchvision" else (
+            label if label in BACKENDS else f"ours {label}"
+        )  # fmt: skip
+        configurations[name] = result
         shown = result.get("error") or f"{result['mean']:.3f} s/image"
         print(f"own process: {label}: {shown}", file=sys.stderr, flush=True)
-    tv_own = configurations.get("torchvision", {}).get("times")
-    summary["configurations"] = {}
+    summary["configurations"] = configurations
+    tv_own = configurations.get("torchvision fp32", {}).get("times")
     print()
     print(
         f"each configuration in its own process ({args.warmup} warm-up, {args.repeat} "
@@ -725,11 +724,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"{'configuration':<22}{'s/image':>9}{'median':>9}{'images/s':>10}{'/ torchvision':>15}"
         f"{'peak RSS MB':>13}"
     )
-    for label, result in configurations.items():
-        name = "torchvision fp32" if label == "torchvision" else (
-            label if label in BACKENDS else f"ours {label}"
-        )  # fmt: skip
-        summary["configurations"][name] = result
+    for name, result in configurations.items():
         if "error" in result:
             print(f"{name:<22}failed: {result['error']}")
             continue
@@ -743,7 +738,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
 
     # ---- the floor: what no implementation of these FLOPs can beat on this machine
-    floors = floor_rows([rates_before, rates_after], peak, summary["gflops_per_image"] * 1e9)
+    floors = floor_rows([rates_before, rates_after], summary["gflops_per_image"] * 1e9)
     summary["floor"] = floors
     tv_mean = statistics.fmean(tv_own) if tv_own else None
     print()
