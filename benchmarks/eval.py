@@ -12,7 +12,7 @@ machine's cores split evenly (``OMP_NUM_THREADS`` = cores / N). The model is the
 with the name-seeded weights of tests/seeded.py written as a MegEngine hub file (values do
 not change the cost; they keep the proposal and detection counts realistic), or ``--weights``.
 The evaluation step (pycocotools' ``loadRes`` + ``evaluate`` + ``accumulate`` +
-``summarize``, through :func:`fasterrcnn.engine.coco_evaluator.evaluate_results`) is timed
+``summarize``, through :func:`fasterrcnn.evaluation.coco_metrics.evaluate_results`) is timed
 in this process on the one-process run's results, best of ``--eval-repeats``.
 """
 
@@ -107,7 +107,8 @@ def run_eval(args: argparse.Namespace, weights: Path, processes: int, out: Path)
 def time_evaluation(args: argparse.Namespace, results_file: Path) -> dict[str, Any]:
     """Best-of-N seconds of the COCO evaluation step per backend, and their stats."""
     from fasterrcnn.data.coco import CocoDataset
-    from fasterrcnn.engine.coco_evaluator import evaluate_results, load_results
+    from fasterrcnn.evaluation.coco_metrics import evaluate_results
+    from fasterrcnn.evaluation.results_json import load_results
 
     dataset = CocoDataset.load(args.annotations)
     results = load_results(results_file, dataset)

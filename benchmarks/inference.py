@@ -58,12 +58,12 @@ STAGES = ("preprocess", "backbone+FPN", "RPN", "RoI heads", "postprocess")
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 import fasterrcnn  # noqa: E402
-from fasterrcnn.engine.export import export  # noqa: E402
-from fasterrcnn.engine.memory import prepare_allocator  # noqa: E402
-from fasterrcnn.engine.precision import PrecisionError, check_precision  # noqa: E402
-from fasterrcnn.engine.predict import predict  # noqa: E402
-from fasterrcnn.engine.runtime import ExportedModel  # noqa: E402
+from fasterrcnn.export import export_model  # noqa: E402
+from fasterrcnn.export.runtimes import ExportedModel  # noqa: E402
+from fasterrcnn.inference.memory import prepare_allocator  # noqa: E402
+from fasterrcnn.inference.predict import predict  # noqa: E402
 from fasterrcnn.modeling.faster_rcnn import size_tensor  # noqa: E402
+from fasterrcnn.modeling.precision import PrecisionError, check_precision  # noqa: E402
 from fasterrcnn.zoo.checkpoints import detect_family, read_state_dict, unwrap  # noqa: E402
 
 
@@ -515,7 +515,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for backend in [b for b in args.backends.split(",") if b]:
         path = export_path(export_dir, backend)
         if not path.exists():
-            export(model, path, "torchscript" if backend == "torchscript" else "onnx")
+            export_model(model, path, "torchscript" if backend == "torchscript" else "onnx")
     tv_model, tv_desc = (None, "skipped (--no-torchvision)")
     if not args.no_torchvision:
         tv_model, tv_desc = build_torchvision(torchvision_state(weights), device)

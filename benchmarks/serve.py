@@ -10,7 +10,7 @@ Three phases of ``--seconds`` each, in ``--rounds`` rounds (a change in the mach
 hits every phase), on the same real images (the mini COCO set's first ``--num-images``, else
 the tests' images), cycled:
 
-* **engine**: :func:`fasterrcnn.engine.inference.run_inference` over the image files in this
+* **engine**: :func:`fasterrcnn.inference.loop.run_inference` over the image files in this
   process, batches of ``--max-batch`` (what ``fasterrcnn detect --batch-size`` runs), in runs
   of ``2 * --max-batch`` images until the time is up;
 * **sequential**: one client posting the images one after the other to the server;
@@ -52,7 +52,7 @@ sys.path.insert(0, str(REPO))  # run from a checkout without installing
 sys.path.insert(0, str(REPO / "tests"))  # the name-seeded weights
 
 import fasterrcnn  # noqa: E402
-from fasterrcnn.engine.inference import run_inference  # noqa: E402
+from fasterrcnn.inference.loop import run_inference  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:

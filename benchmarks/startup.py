@@ -36,7 +36,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import torch
 import fasterrcnn
-from fasterrcnn.engine.detector import Detector
+from fasterrcnn.inference.detector import Detector
 t1 = time.perf_counter()
 Detector(fasterrcnn.get_preset(sys.argv[1]).config)
 t2 = time.perf_counter()

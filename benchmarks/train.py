@@ -133,7 +133,8 @@ def training_batch(args: argparse.Namespace, model_name: str) -> Any:
     """The benchmark's two samples as training builds them, for ``model_name``'s classes and
     input (for torchvision's own model, those of the torchvision preset)."""
     from fasterrcnn.data.coco import CocoDataset
-    from fasterrcnn.data.train_dataset import WIDE, TrainingDataset, collate_training
+    from fasterrcnn.data.train_dataset import WIDE, TrainingDataset
+    from fasterrcnn.data.training_batch import collate_training
     from fasterrcnn.zoo.presets import PRESETS
 
     config = PRESETS[TV_PRESET if model_name == TORCHVISION else model_name].config
@@ -252,7 +253,7 @@ def _autocast(precision: str) -> Callable[[], AbstractContextManager[Any]]:
 
 
 def run_worker(args: argparse.Namespace) -> None:
-    from fasterrcnn.engine.memory import release_free_memory
+    from fasterrcnn.inference.memory import release_free_memory
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -2,10 +2,10 @@
 
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.data.images import ImageError, read_image
-from fasterrcnn.engine.detections import Detections
-from fasterrcnn.engine.detector import Detector
-from fasterrcnn.engine.evaluate import evaluate
-from fasterrcnn.engine.predict import iter_detections
+from fasterrcnn.evaluation.evaluate import evaluate
+from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.detector import Detector
+from fasterrcnn.inference.predict import iter_detections
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 from fasterrcnn.zoo import (
     CheckpointError,

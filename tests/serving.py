@@ -18,8 +18,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-from fasterrcnn.engine.serve import ServeOptions, create_app, listen, make_server
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
+from fasterrcnn.serving.app import ServeOptions, create_app
+from fasterrcnn.serving.server import listen, make_server
 
 
 @dataclass

@@ -18,10 +18,9 @@ from pycocotools.cocoeval import COCOeval
 from fasterrcnn.config import ClassTable
 from fasterrcnn.data.coco import CocoDataset, CocoImage, DatasetError
 from fasterrcnn.data.coco_classes import COCO_80, COCO_CATEGORIES
-from fasterrcnn.data.sampler import ShardSampler, shard_indices
-from fasterrcnn.engine.coco_evaluator import (
-    STAT_NAMES,
-    evaluate_results,
+from fasterrcnn.data.shard_sampler import ShardSampler, shard_indices
+from fasterrcnn.evaluation.coco_metrics import STAT_NAMES, evaluate_results
+from fasterrcnn.evaluation.results_json import (
     load_results,
     results_from_detections,
     results_to_json,

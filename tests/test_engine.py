@@ -21,8 +21,8 @@ from conftest import IMAGES
 
 import fasterrcnn
 from fasterrcnn.data.transforms import padded_size
-from fasterrcnn.engine.batching import group_by_key
-from fasterrcnn.engine.inference import run_inference
+from fasterrcnn.inference.loop import run_inference
+from fasterrcnn.inference.size_groups import group_by_key
 
 NAMES = ("000000000139", "000000010764", "000000087038", "000000184324")
 
@@ -284,7 +284,7 @@ def _resident_mb() -> float:
 
 @pytest.mark.skipif(not Path("/proc/self/statm").exists(), reason="needs /proc")
 def test_freed_heap_memory_goes_back_to_the_os():
-    from fasterrcnn.engine.memory import release_free_memory
+    from fasterrcnn.inference.memory import release_free_memory
 
     # 64 KiB blocks live in the heap (below glibc's mmap threshold); freeing all but the
     # last leaves ~256 MB of free pages the allocator keeps resident.
@@ -303,7 +303,7 @@ def test_freed_heap_memory_goes_back_to_the_os():
 
 _HEAP_PROBE = """
 import resource, sys
-from fasterrcnn.engine.memory import prepare_allocator, release_free_memory
+from fasterrcnn.inference.memory import prepare_allocator, release_free_memory
 def rss_mb():
     return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
 assert prepare_allocator() == sys.argv[1] and prepare_allocator() == sys.argv[1]

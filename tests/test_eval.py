@@ -26,7 +26,8 @@ from fasterrcnn.cli import main
 from fasterrcnn.config import ClassTable
 from fasterrcnn.data.class_mapping import ClassMapping
 from fasterrcnn.data.coco import CocoDataset
-from fasterrcnn.engine.coco_evaluator import STAT_NAMES, evaluate_results, load_results
+from fasterrcnn.evaluation.coco_metrics import STAT_NAMES, evaluate_results
+from fasterrcnn.evaluation.results_json import load_results
 
 COCO = DATA / "coco"
 ANNOTATIONS = COCO / "instances_val2017.json"

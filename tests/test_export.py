@@ -28,10 +28,10 @@ from test_parity_detectron2 import model_zoo_pickle
 
 import fasterrcnn
 from fasterrcnn.data.images import read_image
-from fasterrcnn.engine.detections import Detections
-from fasterrcnn.engine.export import export
-from fasterrcnn.engine.inference import run_inference
-from fasterrcnn.engine.runtime import ExportedModel
+from fasterrcnn.export import export_model
+from fasterrcnn.export.runtimes import ExportedModel
+from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.loop import run_inference
 from fasterrcnn.ops.roi_align import roi_align
 
 HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
@@ -133,7 +133,7 @@ def family(request, tmp_path_factory):
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed")
 def test_onnx_matches_pytorch(family):
     model, expected, tmp = family
-    path = export(model, tmp / "model.onnx", "onnx")
+    path = export_model(model, tmp / "model.onnx", "onnx")
     runtime = ExportedModel(path, "onnxruntime")
     assert runtime.config == model.config  # the file carries its configuration
     # The flipped copies share a batch of 3 (traced at 2); the other images run alone.
@@ -144,7 +144,7 @@ def test_onnx_matches_pytorch(family):
 
 def test_torchscript_matches_pytorch(family):
     model, expected, tmp = family
-    path = export(model, tmp / "model.pt", "torchscript")
+    path = export_model(model, tmp / "model.pt", "torchscript")
     _assert_same(expected, _run(ExportedModel(path, "torchscript"), batch_size=3))
 
 
@@ -155,7 +155,7 @@ def test_default_model_onnx_at_full_size(tmp_path):
     preset, make_weights, _ = FAMILIES["megengine_0x"]
     model = fasterrcnn.create_model(preset, weights=make_weights(tmp_path))
     expected = _run(model, batch_size=1)
-    path = export(model, tmp_path / "model.onnx", "onnx")
+    path = export_model(model, tmp_path / "model.onnx", "onnx")
     _assert_same(expected, _run(ExportedModel(path, "onnxruntime"), batch_size=3))
 
 

@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 import fasterrcnn
 from fasterrcnn.cli import main
 from fasterrcnn.config import ClassTable, ModelConfig
-from fasterrcnn.config_io import (
+from fasterrcnn.config_json import (
     ConfigError,
     config_differences,
     config_from_dict,

@@ -9,7 +9,7 @@ import torch
 
 import fasterrcnn
 from fasterrcnn.cli import main
-from fasterrcnn.engine.precision import PrecisionError, check_precision
+from fasterrcnn.modeling.precision import PrecisionError, check_precision
 
 RES18 = "faster_rcnn_res18_coco_3x_800size"
 NATIVE_BF16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()

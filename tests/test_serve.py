@@ -28,7 +28,7 @@ pytest.importorskip("uvicorn")
 from serving import app_server, multipart, post_image, request
 
 from fasterrcnn.cli import main
-from fasterrcnn.engine.serve import ServeOptions
+from fasterrcnn.serving.app import ServeOptions
 
 IMAGES = Path(__file__).parent / "data" / "coco" / "val2017"
 TORCHVISION = "torchvision_fasterrcnn_resnet50_fpn"

@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 from serving import cli_server, post_image  # noqa: E402
 
-from fasterrcnn.engine.visualize import class_color  # noqa: E402
+from fasterrcnn.inference.drawing import class_color  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

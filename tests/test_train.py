@@ -22,17 +22,17 @@ import fasterrcnn
 from fasterrcnn.config import ClassTable, ModelConfig
 from fasterrcnn.data.coco import CocoDataset
 from fasterrcnn.data.train_dataset import TrainingDataset
-from fasterrcnn.engine import train as train_module
-from fasterrcnn.engine.schedule import LRSchedule, make_schedule
-from fasterrcnn.engine.train import (
+from fasterrcnn.training import loop as train_module
+from fasterrcnn.training.loop import train
+from fasterrcnn.training.options import (
     CHECKPOINT,
     CHECKPOINT_STATE,
     FINAL,
     TrainingError,
     TrainOptions,
-    train,
 )
-from fasterrcnn.engine.train_setup import prepare_training_model, same_categories
+from fasterrcnn.training.schedule import LRSchedule, make_schedule
+from fasterrcnn.training.start import prepare_training_model, same_categories
 from fasterrcnn.zoo import read_native, save_native
 from fasterrcnn.zoo.presets import PRESETS
 

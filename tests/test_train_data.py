@@ -22,14 +22,8 @@ from fasterrcnn.data.group_sampler import (
     sample_seed,
 )
 from fasterrcnn.data.images import ImageError, read_image
-from fasterrcnn.data.train_dataset import (
-    TALL,
-    UNSIZED,
-    WIDE,
-    TrainingBatch,
-    TrainingDataset,
-    collate_training,
-)
+from fasterrcnn.data.train_dataset import TALL, UNSIZED, WIDE, TrainingDataset
+from fasterrcnn.data.training_batch import TrainingBatch, collate_training
 from fasterrcnn.data.transforms import pad_value, preprocess_image, resized_size
 from fasterrcnn.zoo.presets import MEGENGINE_0X, TORCHVISION_R50_FPN
 

@@ -44,7 +44,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Sampler
 
-from fasterrcnn.data.sampler import check_int
+from fasterrcnn.data.shard_sampler import check_int
 
 # Seeds derived by hashing are taken to 63 bits (they fit a signed int64 and torch.Generator).
 SEED_BITS = 63

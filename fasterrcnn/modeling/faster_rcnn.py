@@ -3,7 +3,7 @@
 The network is a pure tensor module: a padded image batch and the size of each image inside
 the padding go in; raw predictions (:meth:`FasterRCNN.forward`) or per-image detection tensors
 (:meth:`FasterRCNN.detect`) come out. Files, decoding, batching, numpy results and class names
-belong to :mod:`fasterrcnn.engine`.
+belong to :mod:`fasterrcnn.inference`.
 
 Shape shorthand: N images, Hp x Wp the padded input size, R RoIs over the batch.
 """
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import Tensor, nn
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.modeling.fpn import Backbone
 from fasterrcnn.modeling.postprocess import BatchDetections, DetectionPostProcess, ImageDetections
+from fasterrcnn.modeling.precision import INFERENCE_PRECISIONS, Precision, autocast_dtype
 from fasterrcnn.modeling.roi_heads import RoIHeads
 from fasterrcnn.modeling.roi_training import RoISamples, roi_losses, sample_rois
 from fasterrcnn.modeling.rpn import RPN, RPNOutput
@@ -27,7 +28,6 @@ from fasterrcnn.modeling.rpn_training import rpn_losses
 from fasterrcnn.modeling.targets import Targets
 
 ImageSize = tuple[int, int]
-Precision = Literal["fp32", "bf16"]
 ModelT = TypeVar("ModelT", bound="FasterRCNN")
 
 
@@ -87,9 +87,9 @@ class FasterRCNN(nn.Module):
         float32: the heads' outputs are cast back before anchors are decoded, proposals and
         detections are selected and NMS runs, and RoI levels and sample positions are
         computed in float32."""
-        if precision not in ("fp32", "bf16"):
+        if precision not in INFERENCE_PRECISIONS:
             raise ValueError(f"precision must be 'fp32' or 'bf16', not {precision!r}")
-        self.compute_dtype = torch.bfloat16 if precision == "bf16" else None
+        self.compute_dtype = autocast_dtype(precision)
         return self
 
     @property

@@ -6,7 +6,7 @@ file's string metadata holds:
 
 - ``format``: ``"fasterrcnn"``; ``format_version``: ``"1"``;
 - ``config``: the :class:`~fasterrcnn.config.ModelConfig` as JSON
-  (:func:`~fasterrcnn.config_io.config_to_dict`), class table included, so the file alone
+  (:func:`~fasterrcnn.config_json.config_to_dict`), class table included, so the file alone
   rebuilds its model;
 - ``preset``: the preset it was derived from, or ``""``;
 - any extra string entries of the writer (e.g. the training iteration).
@@ -30,7 +30,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from fasterrcnn.config import ModelConfig
-from fasterrcnn.config_io import ConfigError, config_from_json, config_to_json
+from fasterrcnn.config_json import ConfigError, config_from_json, config_to_json
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 from fasterrcnn.zoo.checkpoints import (
     CheckpointError,

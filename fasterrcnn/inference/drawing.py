@@ -7,7 +7,7 @@ import colorsys
 import cv2
 import numpy as np
 
-from fasterrcnn.engine.detections import Detections
+from fasterrcnn.inference.detections import Detections
 
 
 def class_color(category_id: int) -> tuple[int, int, int]:

@@ -2,10 +2,10 @@
 
 A worker thread takes the waiting images, up to ``max_batch`` of them, or fewer once the
 first has waited ``max_wait`` seconds, and runs them through
-:func:`~fasterrcnn.engine.inference.run_inference`, which batches only images of the same
+:func:`~fasterrcnn.inference.loop.run_inference`, which batches only images of the same
 padded size: each image gets exactly the result it gets alone. Each caller holds a
 :class:`~concurrent.futures.Future` that the worker resolves with the image's
-:class:`~fasterrcnn.engine.detections.Detections` (or the error that stopped its batch).
+:class:`~fasterrcnn.inference.detections.Detections` (or the error that stopped its batch).
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fasterrcnn.engine.detections import Detections
-from fasterrcnn.engine.inference import run_inference
-from fasterrcnn.modeling.faster_rcnn import FasterRCNN
+from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.loop import run_inference
+from fasterrcnn.inference.protocol import BatchDetector
 
 logger = logging.getLogger("fasterrcnn")
 
@@ -50,7 +50,7 @@ class Batcher:
     of a batch waits for others to join it. Call :meth:`close` to stop the worker.
     """
 
-    def __init__(self, model: FasterRCNN, max_batch: int = 4, max_wait: float = 0.01) -> None:
+    def __init__(self, model: BatchDetector, max_batch: int = 4, max_wait: float = 0.01) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be at least 1, not {max_batch}")
         if max_wait < 0:

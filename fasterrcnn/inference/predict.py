@@ -6,18 +6,17 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 from typing import overload
 
+from fasterrcnn.data.image_loader import ImageSource
 from fasterrcnn.data.images import ImageError
-from fasterrcnn.engine.detections import Detections
-from fasterrcnn.engine.inference import run_inference
-from fasterrcnn.engine.loader import ImageSource
-from fasterrcnn.engine.runtime import ExportedModel
-from fasterrcnn.modeling.faster_rcnn import FasterRCNN
+from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.loop import run_inference
+from fasterrcnn.inference.protocol import BatchDetector
 
 logger = logging.getLogger("fasterrcnn")
 
 
 def iter_detections(
-    model: FasterRCNN | ExportedModel,
+    model: BatchDetector,
     sources: Iterable[ImageSource],
     *,
     batch_size: int = 1,
@@ -55,7 +54,7 @@ def iter_detections(
 
 @overload
 def predict(
-    model: FasterRCNN | ExportedModel,
+    model: BatchDetector,
     source: ImageSource,
     *,
     channels: str = ...,
@@ -65,7 +64,7 @@ def predict(
 ) -> Detections: ...
 @overload
 def predict(
-    model: FasterRCNN | ExportedModel,
+    model: BatchDetector,
     source: list[ImageSource],
     *,
     channels: str = ...,
@@ -74,7 +73,7 @@ def predict(
     batch_size: int = ...,
 ) -> list[Detections]: ...
 def predict(
-    model: FasterRCNN | ExportedModel,
+    model: BatchDetector,
     source: ImageSource | list[ImageSource],
     *,
     channels: str = "RGB",

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fasterrcnn.config import InputConfig
 from fasterrcnn.data.images import ImageError, read_image, to_rgb
-from fasterrcnn.data.sampler import ShardSampler
+from fasterrcnn.data.shard_sampler import ShardSampler
 from fasterrcnn.data.transforms import resize_pixels, resized_size
 
 ImageSource = str | Path | np.ndarray

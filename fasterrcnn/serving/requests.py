@@ -18,7 +18,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.types import Message
 
 from fasterrcnn.config import ClassTable
-from fasterrcnn.engine.detections import Detections
+from fasterrcnn.inference.detections import Detections
 
 RAW_TYPES = ("application/octet-stream",)
 OPTION_NAMES = ("score_threshold", "max_detections", "classes", "format")

@@ -9,14 +9,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fasterrcnn.data.image_loader import (
+    ImageSource,
+    LoadedImage,
+    LoadFailure,
+    LoadRecord,
+    load_images,
+)
 from fasterrcnn.data.images import ImageError
 from fasterrcnn.data.transforms import batch_images, normalize_pixels, padded_size
-from fasterrcnn.engine.batching import group_by_key
-from fasterrcnn.engine.detections import Detections
-from fasterrcnn.engine.loader import ImageSource, LoadedImage, LoadFailure, LoadRecord, load_images
-from fasterrcnn.engine.memory import prepare_allocator, release_free_memory
-from fasterrcnn.engine.runtime import ExportedModel
-from fasterrcnn.modeling.faster_rcnn import FasterRCNN, size_tensor
+from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.memory import prepare_allocator, release_free_memory
+from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.inference.size_groups import group_by_key
+from fasterrcnn.modeling.faster_rcnn import size_tensor
 from fasterrcnn.modeling.rpn import Proposals
 
 
@@ -36,7 +42,7 @@ class ImageResult:
 
 
 def run_inference(
-    model: FasterRCNN | ExportedModel,
+    model: BatchDetector,
     sources: Iterable[ImageSource],
     *,
     batch_size: int = 1,
@@ -57,7 +63,7 @@ def run_inference(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
-    if return_proposals and isinstance(model, ExportedModel):
+    if return_proposals and not model.returns_proposals:
         raise ValueError("an exported model returns detections only, not proposals")
     prepare_allocator()  # freed feature maps are reused without page faults (or returned)
     cfg = model.config.input
@@ -88,7 +94,7 @@ def run_inference(
 
 
 def _run_group(
-    model: FasterRCNN | ExportedModel,
+    model: BatchDetector,
     group: list[tuple[int, LoadRecord]],
     score_threshold: float | None,
     return_proposals: bool,
@@ -105,15 +111,13 @@ def _run_group(
     tensor = batch_images(inputs, cfg)
     image_sizes = size_tensor([x.image_size for x in images], tensor.device)
     original_sizes = size_tensor([x.original_size for x in images], tensor.device)
-    proposals: list[Proposals | None] = [None] * len(images)
     with torch.inference_mode():
-        if isinstance(model, ExportedModel):
-            detections = model.detect_batch(tensor, image_sizes, original_sizes)
-        else:
-            raw = model(tensor, image_sizes)
-            detections = model.postprocess_detections(raw, image_sizes, original_sizes)
-            if return_proposals:
-                proposals = list(raw.rpn.proposals.per_image(len(images)))
+        detections, batch_proposals = model.detect_batch(
+            tensor, image_sizes, original_sizes, proposals=return_proposals
+        )
+    proposals: list[Proposals | None] = [None] * len(images)
+    if batch_proposals is not None:
+        proposals = list(batch_proposals.per_image(len(images)))
     per_image = detections.per_image(len(images))
     results = []
     for (arrival, _), image, dets, image_proposals in zip(

@@ -5,7 +5,7 @@
 - ``GET /v1/models``: the model, its classes, input settings and the server's limits;
 - ``GET /healthz``; ``GET /``: the page (``static/``), which calls ``/v1/detect``.
 
-Concurrent requests share batches (:class:`~fasterrcnn.engine.batcher.Batcher`, a thread off
+Concurrent requests share batches (:class:`~fasterrcnn.serving.request_batcher.Batcher`, a thread off
 the event loop). At most ``max_queue`` detect requests are in progress at once (reading,
 waiting or running); one more is answered 503 with ``Retry-After``. Every refusal is a JSON
 ``{"error": "..."}`` with a 4xx status (503 when busy), and the server goes on answering.
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import socket
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,7 +24,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -34,9 +32,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
 from fasterrcnn.data.images import ImageError, ImageTooLarge, decode_image
-from fasterrcnn.engine.batcher import Batcher
-from fasterrcnn.engine.detections import Detections
-from fasterrcnn.engine.serve_request import (
+from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.drawing import draw_detections
+from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.serving.request_batcher import Batcher
+from fasterrcnn.serving.requests import (
     RequestError,
     answer,
     image_and_fields,
@@ -44,10 +44,8 @@ from fasterrcnn.engine.serve_request import (
     read_body,
     select,
 )
-from fasterrcnn.engine.visualize import draw_detections
-from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 
-STATIC = resources.files("fasterrcnn.engine") / "static"
+STATIC = resources.files("fasterrcnn.serving") / "static"
 
 
 @dataclass(frozen=True)
@@ -66,7 +64,7 @@ class ServeOptions:
 class _Service:
     """The model, its batcher and the count of detect requests in progress."""
 
-    def __init__(self, model: FasterRCNN, name: str, options: ServeOptions) -> None:
+    def __init__(self, model: BatchDetector, name: str, options: ServeOptions) -> None:
         self.model = model
         self.name = name
         self.options = options
@@ -163,7 +161,7 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return JSONResponse({"error": message}, status_code=status, headers=headers)
 
 
-def create_app(model: FasterRCNN, name: str, options: ServeOptions | None = None) -> FastAPI:
+def create_app(model: BatchDetector, name: str, options: ServeOptions | None = None) -> FastAPI:
     """The application serving ``model`` (reported as ``name``); its batcher stops when the
     application shuts down."""
     service = _Service(model, name, options or ServeOptions())
@@ -225,25 +223,3 @@ def create_app(model: FasterRCNN, name: str, options: ServeOptions | None = None
 
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
     return app
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A listening TCP socket on ``host:port`` (port 0: a free one); OSError if it cannot."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def make_server(app: FastAPI, log_level: str = "warning") -> uvicorn.Server:
-    """A uvicorn server for ``app``; ``server.run(sockets=[listen(...)])`` runs it."""
-    config = uvicorn.Config(
-        app, log_level=log_level, access_log=False, lifespan="on", timeout_keep_alive=30
-    )
-    return uvicorn.Server(config)

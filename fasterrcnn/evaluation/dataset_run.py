@@ -1,8 +1,9 @@
-"""COCO evaluation of a model: inference over a dataset's images (sharded across processes),
-one gather to rank 0, then pycocotools.
+"""A model run over a dataset's images for evaluation: which images, how the model's classes
+map to the dataset's categories, and the detections as COCO results rows.
 
-Results are those of the model's own post-processing (no extra score threshold), as xywh
-boxes in original-image pixels with the dataset's category ids.
+Under ``torchrun`` each process runs its shard of the images and rank 0 gathers the whole
+run's detections once. Results are those of the model's own post-processing (no extra score
+threshold), as xywh boxes in original-image pixels with the dataset's category ids.
 """
 
 from __future__ import annotations
@@ -16,19 +17,22 @@ import numpy as np
 from tqdm import tqdm
 
 from fasterrcnn.data.class_mapping import ClassMapping
-from fasterrcnn.data.coco import CocoDataset, DatasetError
-from fasterrcnn.engine.coco_evaluator import (
-    Backend,
-    CocoMetrics,
-    evaluate_results,
-    results_from_detections,
-    write_results,
-)
-from fasterrcnn.engine.distributed import broadcast_from_main, current_context, gather_to_main
-from fasterrcnn.engine.inference import run_inference
-from fasterrcnn.modeling.faster_rcnn import FasterRCNN
+from fasterrcnn.data.coco import CocoDataset
+from fasterrcnn.data.json_checks import DatasetError
+from fasterrcnn.distributed import current_context, gather_to_main
+from fasterrcnn.evaluation.results_json import results_from_detections
+from fasterrcnn.inference.loop import run_inference
+from fasterrcnn.inference.protocol import BatchDetector
 
 logger = logging.getLogger("fasterrcnn")
+
+
+@dataclass
+class EvalSet:
+    """The images of ``dataset`` to evaluate on: their ``indices`` in it."""
+
+    dataset: CocoDataset
+    indices: list[int]
 
 
 @dataclass
@@ -69,7 +73,19 @@ def select_images(
     return indices
 
 
-def class_mapping(model: FasterRCNN, dataset: CocoDataset) -> ClassMapping:
+def load_eval_set(
+    annotations: str | Path,
+    images: str | Path,
+    max_images: int | None = None,
+    allow_missing: bool = False,
+) -> EvalSet:
+    """The dataset of an instances file and its image folder, and the images to run (see
+    :func:`select_images`); a :class:`DatasetError` names any problem."""
+    dataset = CocoDataset.load(annotations, images)
+    return EvalSet(dataset, select_images(dataset, max_images, allow_missing))
+
+
+def class_mapping(model: BatchDetector, dataset: CocoDataset) -> ClassMapping:
     """The model's classes matched to the dataset's categories; an error when none match."""
     mapping = ClassMapping.between(model.config.classes, dataset.classes)
     if mapping.matches_nothing:
@@ -81,7 +97,7 @@ def class_mapping(model: FasterRCNN, dataset: CocoDataset) -> ClassMapping:
 
 
 def detect_dataset(
-    model: FasterRCNN,
+    model: BatchDetector,
     dataset: CocoDataset,
     indices: list[int],
     mapping: ClassMapping,
@@ -134,67 +150,3 @@ def detect_dataset(
     results = np.concatenate([rows for _, rows in images]) if images else np.zeros((0, 7))
     image_ids = [dataset.images[indices[position]].id for position, _ in images]
     return DatasetDetections(results, image_ids, [message for _, message in failed])
-
-
-def evaluate(
-    model: FasterRCNN,
-    images: str | Path,
-    annotations: str | Path,
-    *,
-    batch_size: int = 1,
-    workers: int = 0,
-    max_images: int | None = None,
-    allow_missing: bool = False,
-    results_file: str | Path | None = None,
-    backend: Backend = "pycocotools",
-    progress: bool = True,
-) -> CocoMetrics:
-    """COCO bbox metrics of ``model`` on the images of folder ``images`` listed in the
-    instances file ``annotations``.
-
-    Under ``torchrun`` (a process group joined with
-    :func:`fasterrcnn.engine.distributed.init_distributed`) each process runs its shard and
-    every process returns the same metrics. ``results_file`` also writes the COCO results JSON.
-    Images that cannot be read are logged and left out of the evaluation. ``progress`` shows
-    a progress bar (images/s, ETA) on stderr.
-    """
-    dataset = CocoDataset.load(annotations, images)
-    indices = select_images(dataset, max_images, allow_missing)
-    mapping = class_mapping(model, dataset)
-    if (note := mapping.note()) and current_context().is_main:
-        logger.warning("%s", note)
-    found = detect_dataset(
-        model, dataset, indices, mapping, batch_size=batch_size, workers=workers,
-        progress=progress,
-    )  # fmt: skip
-    outcome: CocoMetrics | DatasetError | None = None
-    if found is not None:
-        try:
-            outcome = evaluate_found(dataset, found, results_file, backend)
-        except DatasetError as err:
-            outcome = err
-    outcome = broadcast_from_main(outcome)
-    if isinstance(outcome, DatasetError):
-        raise outcome
-    assert outcome is not None
-    return outcome
-
-
-def evaluate_found(
-    dataset: CocoDataset,
-    found: DatasetDetections,
-    results_file: str | Path | None = None,
-    backend: Backend = "pycocotools",
-) -> CocoMetrics:
-    """Write ``found``'s results (when ``results_file`` is given) and evaluate them on the
-    images that were read."""
-    if not found.image_ids:
-        raise DatasetError(f"none of the {len(found.failures)} images could be read")
-    if found.failures:
-        logger.warning(
-            "%d image(s) could not be read and are left out of the evaluation",
-            len(found.failures),
-        )
-    if results_file is not None:
-        write_results(results_file, found.results)
-    return evaluate_results(dataset, found.results, found.image_ids, backend=backend)

@@ -11,16 +11,24 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from fasterrcnn.config import ClassTable, ModelConfig
-from fasterrcnn.engine.detector import Detector
-from fasterrcnn.zoo import create_model, get_preset
+from fasterrcnn.data.coco import CocoDataset
+from fasterrcnn.data.json_checks import DatasetError
+from fasterrcnn.data.train_dataset import TrainingDataset
+from fasterrcnn.evaluation.dataset_run import EvalSet, class_mapping, load_eval_set
+from fasterrcnn.inference.detector import Detector
+from fasterrcnn.training.options import DEFAULT_SHORT_SIDES
 from fasterrcnn.zoo.body_weights import load_body_weights
+from fasterrcnn.zoo.factory import create_model, get_preset
 from fasterrcnn.zoo.presets import DEFAULT_MODEL
+
+logger = logging.getLogger("fasterrcnn")
 
 UNUSED_CLASS = "N/A"  # slots of a class table that no category uses (torchvision's 91-way head)
 
@@ -121,3 +129,62 @@ def _load_matching(model: Detector, source: Detector) -> list[str]:
 
 def trainable_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
+
+
+@dataclass
+class PreparedRun:
+    """What :func:`~fasterrcnn.training.loop.train` takes: the model (on its device, in train
+    mode), the training samples, the evaluation set if any, and the notes logged about them."""
+
+    model: Detector
+    data: TrainingDataset
+    evaluation: EvalSet | None
+    notes: list[str]
+
+
+def prepare_training(
+    annotations: str | Path,
+    images: str | Path,
+    *,
+    preset: str | None = None,
+    weights: str | Path | None = None,
+    pretrained: bool = False,
+    body_weights: str | Path | None = None,
+    short_sides: tuple[int, ...] = DEFAULT_SHORT_SIDES,
+    max_side: int = 1333,
+    eval_annotations: str | Path | None = None,
+    eval_images: str | Path | None = None,
+    device: str = "cpu",
+) -> PreparedRun:
+    """The datasets and the model of a run on COCO-format data, checked before any training.
+
+    Every training image must be on disk; the model starts as
+    :func:`prepare_training_model` says, moves to ``device``, and its decisions are logged
+    (``notes``) with the training data's filtering. A problem with the data is a
+    :class:`~fasterrcnn.data.json_checks.DatasetError`, with the model's weights an
+    :class:`~fasterrcnn.zoo.factory.UnknownModelError`,
+    :class:`~fasterrcnn.zoo.checkpoints.CheckpointError` or
+    :class:`~fasterrcnn.zoo.download.DownloadError`.
+    """
+    coco = CocoDataset.load(annotations, images, strict_boxes=False)
+    missing = coco.missing_images()
+    if missing:
+        raise DatasetError(
+            f"{len(missing)} of the {len(coco)} training images are not in {images} "
+            f"(first: {coco.images[missing[0]].file_name})"
+        )
+    evaluation = None
+    if eval_annotations is not None and eval_images is not None:
+        evaluation = load_eval_set(eval_annotations, eval_images)
+    start = prepare_training_model(
+        preset, coco.classes, weights=weights, pretrained=pretrained,
+        body_weights=body_weights, short_sides=short_sides, max_side=max_side,
+    )  # fmt: skip
+    for note in start.notes:
+        logger.info("%s", note)
+    model = start.model.to(device)
+    data = TrainingDataset(coco, model.config.classes, model.config.input, short_sides, max_side)
+    if evaluation is not None:
+        class_mapping(model, evaluation.dataset)
+    logger.info("%s", data.summary())
+    return PreparedRun(model, data, evaluation, [*start.notes, data.summary()])

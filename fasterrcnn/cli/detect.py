@@ -1,0 +1,84 @@
+"""``fasterrcnn detect``: a drawn copy and a JSON file per image into ``--out``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from fasterrcnn.cli.common import (
+    CLIError,
+    add_model_options,
+    load_model,
+    print_above_progress,
+    start_processes,
+)
+from fasterrcnn.data.images import list_images
+from fasterrcnn.export.runtimes import BACKENDS, ExportedModel, RuntimeLoadError
+from fasterrcnn.inference.folder_output import detect_into_folder
+from fasterrcnn.inference.protocol import BatchDetector
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    detect = commands.add_parser(
+        "detect",
+        help="detect objects in images",
+        description="Detect objects; write a drawn copy and a JSON file per image into --out.",
+    )
+    detect.add_argument("sources", nargs="+", help="image files, directories or glob patterns")
+    add_model_options(detect)
+    detect.add_argument("--out", default="out", help="output directory (default: out)")
+    detect.add_argument("--score-threshold", type=float, default=0.5, help="(default 0.5)")
+    detect.add_argument("--no-draw", action="store_true", help="write the JSON files only")
+    detect.add_argument(
+        "--backend",
+        choices=("pytorch", *BACKENDS),
+        default="pytorch",
+        help="what runs the network: pytorch, or an exported file given as --weights "
+        "(fasterrcnn export) run by onnxruntime, openvino or torchscript (default pytorch)",
+    )
+    detect.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = list_images(args.sources)
+    if not paths:
+        raise CLIError("no images found in " + " ".join(args.sources))
+    context, device = start_processes(args.device)
+    model: BatchDetector
+    if args.backend == "pytorch":
+        model = load_model(args.model, args.weights, device, args.precision)
+    else:
+        model = load_exported(args)
+    out = Path(args.out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CLIError(f"--out {out}: cannot create the directory ({err.strerror})") from None
+    try:
+        summary = detect_into_folder(
+            model, paths, out, batch_size=args.batch_size, workers=args.workers,
+            score_threshold=args.score_threshold, draw=not args.no_draw,
+            on_error=lambda err: print_above_progress(f"fasterrcnn: skipped: {err}"),
+        )  # fmt: skip
+    except OSError as err:
+        raise CLIError(f"--out {out}: {err}") from None
+    if context.is_main:
+        line = (
+            f"{summary.images} image(s), {summary.detections} detection(s) written to {out}/ "
+            f"({summary.seconds_per_image:.2f} s/image)"
+        )
+        print(line + (f"; {summary.failed} failed" if summary.failed else ""))
+    return 1 if summary.failed else 0
+
+
+def load_exported(args: argparse.Namespace) -> ExportedModel:
+    """``--backend`` with ``--weights``: the exported file, on the CPU."""
+    backend = args.backend
+    if args.weights is None:
+        raise CLIError(f"--backend {backend} runs an exported file: pass it as --weights PATH")
+    if args.device != "cpu" or args.precision != "fp32":
+        raise CLIError(f"--backend {backend} runs float32 on the CPU (--device cpu)")
+    try:
+        return ExportedModel(args.weights, backend)
+    except RuntimeLoadError as err:
+        raise CLIError(str(err)) from None

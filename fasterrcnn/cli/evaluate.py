@@ -1,0 +1,116 @@
+"""``fasterrcnn eval``: COCO metrics of a model on a dataset, or of a results file."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+from fasterrcnn.cli.common import (
+    CLIError,
+    add_model_options,
+    check_output,
+    load_model,
+    start_processes,
+)
+from fasterrcnn.data.json_checks import DatasetError
+from fasterrcnn.evaluation.coco_metrics import CocoMetrics
+from fasterrcnn.evaluation.dataset_run import load_eval_set
+from fasterrcnn.evaluation.evaluate import evaluate_results_file, evaluate_set
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    evaluate = commands.add_parser(
+        "eval",
+        help="COCO bbox evaluation of a model, or of a results file",
+        description="Run a model on a COCO-format dataset and evaluate it with pycocotools; "
+        "without --images, evaluate an existing --results file.",
+    )
+    evaluate.add_argument(
+        "--annotations", required=True, metavar="FILE", help="COCO instances JSON"
+    )
+    evaluate.add_argument(
+        "--images", metavar="DIR", help="folder of the images the annotation file lists"
+    )
+    evaluate.add_argument(
+        "--results",
+        metavar="FILE",
+        help="COCO results JSON to write (with --images) or to evaluate (without)",
+    )
+    evaluate.add_argument(
+        "--metrics", metavar="FILE", help="write the metrics as JSON to this file"
+    )
+    evaluate.add_argument(
+        "--max-images", type=int, metavar="N", help="evaluate the first N images only"
+    )
+    evaluate.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="evaluate the images present when some listed ones are not in --images",
+    )
+    evaluate.add_argument(
+        "--evaluator",
+        choices=("pycocotools", "faster-coco-eval"),
+        default="pycocotools",
+        help="COCO evaluation implementation (default pycocotools)",
+    )
+    add_model_options(evaluate)
+    evaluate.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    check_output(args.metrics, "--metrics")
+    if (
+        args.evaluator == "faster-coco-eval"
+        and importlib.util.find_spec("faster_coco_eval") is None
+    ):
+        raise CLIError(
+            "--evaluator faster-coco-eval needs its package: pip install faster-coco-eval"
+        )
+    if args.images is None:
+        if args.results is None:
+            raise CLIError("give --images DIR to run a model, or --results FILE to evaluate")
+        try:
+            run = evaluate_results_file(args.annotations, args.results, args.evaluator)
+        except (DatasetError, OSError, ImportError) as err:
+            raise CLIError(str(err)) from None
+        _report(run.metrics, args.metrics, run.evaluation_seconds)
+        return 0
+    if args.max_images is not None and args.max_images < 1:
+        raise CLIError(f"--max-images must be at least 1, not {args.max_images}")
+    check_output(args.results, "--results")
+    context, device = start_processes(args.device)
+    try:
+        eval_set = load_eval_set(args.annotations, args.images, args.max_images, args.allow_missing)
+    except DatasetError as err:
+        raise CLIError(str(err)) from None
+    model = load_model(args.model, args.weights, device, args.precision)
+    try:
+        run = evaluate_set(
+            model, eval_set, batch_size=args.batch_size, workers=args.workers,
+            results_file=args.results, backend=args.evaluator,
+        )  # fmt: skip
+    except (DatasetError, OSError, ImportError) as err:
+        raise CLIError(str(err)) from None
+    if context.is_main:
+        seconds = run.inference_seconds
+        print(f"inference: {run.images_run} images in {seconds:.1f} s "
+              f"({run.images_run / seconds:.2f} images/s, {run.processes} process(es))")  # fmt: skip
+        _report(run.metrics, args.metrics, run.evaluation_seconds)
+    return 1 if run.failures else 0
+
+
+def _report(metrics: CocoMetrics, metrics_file: str | None, seconds: float) -> None:
+    print(metrics.summary.rstrip())
+    print("per-category AP:")
+    print(metrics.table())
+    print(
+        f"evaluation: {metrics.num_images} images, {metrics.num_detections} detections "
+        f"in {seconds:.2f} s"
+    )
+    if metrics_file is not None:
+        try:
+            Path(metrics_file).write_text(json.dumps(metrics.to_dict(), indent=1) + "\n")
+        except OSError as err:
+            raise CLIError(str(err)) from None

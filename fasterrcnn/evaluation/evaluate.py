@@ -1,0 +1,151 @@
+"""COCO evaluation of a model: inference over a dataset's images (sharded across processes),
+one gather to rank 0, then pycocotools; or of a results file someone already has.
+
+Results are those of the model's own post-processing (no extra score threshold), as xywh
+boxes in original-image pixels with the dataset's category ids.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fasterrcnn.data.coco import CocoDataset
+from fasterrcnn.data.json_checks import DatasetError
+from fasterrcnn.distributed import broadcast_from_main, current_context
+from fasterrcnn.evaluation.coco_metrics import Backend, CocoMetrics, evaluate_results
+from fasterrcnn.evaluation.dataset_run import (
+    DatasetDetections,
+    EvalSet,
+    class_mapping,
+    detect_dataset,
+    load_eval_set,
+)
+from fasterrcnn.evaluation.results_json import load_results, write_results
+from fasterrcnn.inference.protocol import BatchDetector
+
+logger = logging.getLogger("fasterrcnn")
+
+
+@dataclass
+class EvaluationRun:
+    """The metrics of a run and what it took: ``images_run`` images through the model in
+    ``inference_seconds`` by ``processes`` processes (0 and 0.0 for a results file), the COCO
+    evaluation in ``evaluation_seconds``, and one line per image that could not be read."""
+
+    metrics: CocoMetrics
+    images_run: int = 0
+    inference_seconds: float = 0.0
+    evaluation_seconds: float = 0.0
+    processes: int = 1
+    failures: list[str] = field(default_factory=list)
+
+
+def evaluate(
+    model: BatchDetector,
+    images: str | Path,
+    annotations: str | Path,
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    max_images: int | None = None,
+    allow_missing: bool = False,
+    results_file: str | Path | None = None,
+    backend: Backend = "pycocotools",
+    progress: bool = True,
+) -> CocoMetrics:
+    """COCO bbox metrics of ``model`` on the images of folder ``images`` listed in the
+    instances file ``annotations``.
+
+    Under ``torchrun`` (a process group joined with
+    :func:`fasterrcnn.distributed.init_distributed`) each process runs its shard and every
+    process returns the same metrics. ``results_file`` also writes the COCO results JSON.
+    Images that cannot be read are logged and left out of the evaluation. ``progress`` shows
+    a progress bar (images/s, ETA) on stderr.
+    """
+    eval_set = load_eval_set(annotations, images, max_images, allow_missing)
+    run = evaluate_set(
+        model, eval_set, batch_size=batch_size, workers=workers, results_file=results_file,
+        backend=backend, progress=progress,
+    )  # fmt: skip
+    return run.metrics
+
+
+def evaluate_set(
+    model: BatchDetector,
+    eval_set: EvalSet,
+    *,
+    batch_size: int = 1,
+    workers: int = 0,
+    results_file: str | Path | None = None,
+    backend: Backend = "pycocotools",
+    progress: bool = True,
+) -> EvaluationRun:
+    """:func:`evaluate` on an :class:`EvalSet` already loaded, with the run's figures.
+
+    A dataset none of whose categories is a class of the model is a :class:`DatasetError`
+    before any image is run. Every process returns the same run, or raises the same error
+    (a :class:`DatasetError`, an ``OSError`` writing ``results_file``, an ``ImportError``
+    for a missing ``backend``).
+    """
+    dataset = eval_set.dataset
+    mapping = class_mapping(model, dataset)
+    context = current_context()
+    if (note := mapping.note()) and context.is_main:
+        logger.warning("%s", note)
+    start = time.perf_counter()
+    found = detect_dataset(
+        model, dataset, eval_set.indices, mapping, batch_size=batch_size, workers=workers,
+        progress=progress,
+    )  # fmt: skip
+    outcome: EvaluationRun | DatasetError | OSError | ImportError | None = None
+    if found is not None:
+        inference_seconds = time.perf_counter() - start
+        try:
+            start = time.perf_counter()
+            metrics = evaluate_found(dataset, found, results_file, backend)
+            outcome = EvaluationRun(
+                metrics, len(eval_set.indices), inference_seconds,
+                time.perf_counter() - start, context.world_size, found.failures,
+            )  # fmt: skip
+        except (DatasetError, OSError, ImportError) as err:
+            outcome = err
+    outcome = broadcast_from_main(outcome)
+    if isinstance(outcome, Exception):
+        raise outcome
+    assert outcome is not None
+    return outcome
+
+
+def evaluate_found(
+    dataset: CocoDataset,
+    found: DatasetDetections,
+    results_file: str | Path | None = None,
+    backend: Backend = "pycocotools",
+) -> CocoMetrics:
+    """Write ``found``'s results (when ``results_file`` is given) and evaluate them on the
+    images that were read."""
+    if not found.image_ids:
+        raise DatasetError(f"none of the {len(found.failures)} images could be read")
+    if found.failures:
+        logger.warning(
+            "%d image(s) could not be read and are left out of the evaluation",
+            len(found.failures),
+        )
+    if results_file is not None:
+        write_results(results_file, found.results)
+    return evaluate_results(dataset, found.results, found.image_ids, backend=backend)
+
+
+def evaluate_results_file(
+    annotations: str | Path, results_file: str | Path, backend: Backend = "pycocotools"
+) -> EvaluationRun:
+    """COCO bbox metrics of a results JSON (as ``--results`` writes it) against the
+    instances file ``annotations``; a :class:`DatasetError` names a problem with either."""
+    dataset = CocoDataset.load(annotations)
+    results = load_results(results_file, dataset)
+    start = time.perf_counter()
+    metrics = evaluate_results(dataset, results, backend=backend)
+    return EvaluationRun(metrics, evaluation_seconds=time.perf_counter() - start)
