@@ -39,6 +39,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -496,35 +497,85 @@ def summarize(values: list[float]) -> dict[str, float]:
     return {"mean": statistics.fmean(values), "median": statistics.median(values)}
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    args = parse_args(argv)
-    if args.child is not None:
-        child_main(args)
-        return {}
-    torch.set_num_threads(args.threads)
-    device = args.device
-    clock = make_clock(device)
+# --------------------------------------------------------------------------------------
+# The steps of main
 
+
+@dataclass
+class Setup:
+    """What the main process prepares once, before any timing."""
+
+    args: argparse.Namespace
+    clock: Callable[[], float]
+    folder: Path
+    paths: list[Path]
+    images: list[np.ndarray]  # decoded once; decoding is not timed
+    weights: Any  # as loaded, kept alive for the whole run
+    weights_desc: str
+    model: fasterrcnn.Detector
+    export_dir: Path
+    tv_model: Any  # None when torchvision is skipped
+    tv_desc: str
+    kernels: str
+    matmul_sizes: list[int]
+
+
+@dataclass
+class Peaks:
+    """Kernel rates measured at one point of the run: before or after the model runs."""
+
+    matmul: dict[int, float]  # fp32 GFLOP/s at each square size (matmul_peak)
+    rates: dict[str, dict[str, float]]  # the floor's rates (floor_rates)
+
+
+def set_up(args: argparse.Namespace) -> Setup:
+    """Resolve the images and weights, build our model, export it for the exported
+    runtimes and build torchvision's model."""
+    torch.set_num_threads(args.threads)
+    clock = make_clock(args.device)
     folder, paths = find_images(args.images, args.num_images)
     images = [fasterrcnn.read_image(p) for p in paths]  # decoding is not timed
+    weights, weights_desc = load_weights(args, fasterrcnn.get_preset(args.model).family)
+    model = fasterrcnn.create_model(args.model, weights=weights, device=args.device)
+    export_dir = export_backends(model, args.backends)
+    tv_model, tv_desc = (None, "skipped (--no-torchvision)")
+    if not args.no_torchvision:
+        tv_model, tv_desc = build_torchvision(torchvision_state(weights), args.device)
+    kernels = kernel_backend()
+    default_sizes = "4096,8192" if args.device == "cuda" else "1024,2048,3072"
+    sizes = [int(s) for s in (args.matmul_sizes or default_sizes).split(",")]
+    return Setup(
+        args=args,
+        clock=clock,
+        folder=folder,
+        paths=paths,
+        images=images,
+        weights=weights,
+        weights_desc=weights_desc,
+        model=model,
+        export_dir=export_dir,
+        tv_model=tv_model,
+        tv_desc=tv_desc,
+        kernels=kernels,
+        matmul_sizes=sizes,
+    )
 
-    preset = fasterrcnn.get_preset(args.model)
-    weights, weights_desc = load_weights(args, preset.family)
-    model = fasterrcnn.create_model(args.model, weights=weights, device=device)
+
+def export_backends(model: fasterrcnn.Detector, backends: str) -> Path:
+    """Export ``model`` once (untimed) for each runtime of ``--backends`` into a new
+    temporary folder, where each configuration's process loads it."""
     export_dir = Path(tempfile.mkdtemp(prefix="fasterrcnn-bench-"))
-    for backend in [b for b in args.backends.split(",") if b]:
+    for backend in [b for b in backends.split(",") if b]:
         path = export_path(export_dir, backend)
         if not path.exists():
             export_model(model, path, "torchscript" if backend == "torchscript" else "onnx")
-    tv_model, tv_desc = (None, "skipped (--no-torchvision)")
-    if not args.no_torchvision:
-        tv_model, tv_desc = build_torchvision(torchvision_state(weights), device)
+    return export_dir
 
-    kernels = kernel_backend()
-    cfg = model.config.input
-    default_sizes = "4096,8192" if device == "cuda" else "1024,2048,3072"
-    sizes = [int(s) for s in (args.matmul_sizes or default_sizes).split(",")]
 
+def print_setup(setup: Setup) -> float:
+    """Print the versions, device, model, weights and images; measure and print the load
+    average, which is returned."""
+    args, device, cfg = setup.args, setup.args.device, setup.model.config.input
     print(
         f"torch {torch.__version__}, {platform.machine()}, device {device}, "
         f"threads {torch.get_num_threads()}"
@@ -536,97 +587,138 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             " (the matmul peak is fp32; TF32 convolutions can exceed it)"
         )
     print(
-        f"model {args.model} at {cfg.short_side}/{cfg.max_side}, weights: {weights_desc}; "
-        f"our nms/roi_align kernels: {kernels}"
+        f"model {args.model} at {cfg.short_side}/{cfg.max_side}, weights: {setup.weights_desc}; "
+        f"our nms/roi_align kernels: {setup.kernels}"
     )
-    print(f"torchvision: {tv_desc}")
-    print(f"images: {len(images)} from {folder}; warmup {args.warmup}, repeat {args.repeat}")
+    print(f"torchvision: {setup.tv_desc}")
+    print(
+        f"images: {len(setup.images)} from {setup.folder}; warmup {args.warmup}, repeat {args.repeat}"
+    )
     load_before = load_average()
     print(f"load average {load_before:.2f} on {os.cpu_count()} CPUs")
+    return load_before
 
-    peak_before = matmul_peak(sizes, device)
-    rates_before = floor_rates(args, max(peak_before.values()))
 
-    # Warm up every path on the first image.
-    for _ in range(args.warmup):
-        run_predict(model, images[0], clock)
-        run_stages(model, images[0], clock)
-        if tv_model is not None:
-            run_torchvision(tv_model, images[0], device, clock)
+def measure_peaks(setup: Setup) -> Peaks:
+    """Time the fp32 matmul peak, then the floor's convolution and matmul rates."""
+    matmul = matmul_peak(setup.matmul_sizes, setup.args.device)
+    return Peaks(matmul, floor_rates(setup.args, max(matmul.values())))
 
-    flop_model = FlopModel(model)
+
+def warm_up(setup: Setup) -> None:
+    """Untimed runs of every in-process path on the first image."""
+    image, clock = setup.images[0], setup.clock
+    for _ in range(setup.args.warmup):
+        run_predict(setup.model, image, clock)
+        run_stages(setup.model, image, clock)
+        if setup.tv_model is not None:
+            run_torchvision(setup.tv_model, image, setup.args.device, clock)
+
+
+def time_images(setup: Setup, flop_model: FlopModel) -> list[dict[str, Any]]:
+    """Time every image in this process and count its FLOPs: one record per image, and a
+    progress line for each on stderr."""
+    torchvision = setup.tv_model is not None
     records = []
-    for i, (path, image) in enumerate(zip(paths, images, strict=True)):
-        samples: dict[str, list[Any]] = {"predict": [], "stages": [], "torchvision": []}
-        runs: list[tuple[str, Callable[[], Any]]] = [
-            ("predict", partial(run_predict, model, image, clock)),
-            ("stages", partial(run_stages, model, image, clock)),
-        ]
-        if tv_model is not None:
-            runs.append(("torchvision", partial(run_torchvision, tv_model, image, device, clock)))
-        for r in range(args.repeat):
-            shift = (i + r) % len(runs)  # rotate the order so no path always goes first
-            for name, fn in runs[shift:] + runs[:shift]:
-                samples[name].append(fn())
-        staged = samples["stages"][-1]
-        stage_times = {
-            s: statistics.median(x["stages"][s] for x in samples["stages"]) for s in STAGES
-        }
-        flops = flop_model(staged["input_shape"], staged["rois"])
-        rec = {
-            "image": path.name,
-            "original": list(image.shape[:2]),
-            "resized": staged["resized"],
-            "input_shape": staged["input_shape"],
-            "rois": staged["rois"],
-            "flops": {**flops, "total": sum(flops.values())},
-            "predict_s": statistics.median(t for t, _ in samples["predict"]),
-            "stages_s": stage_times,
-            "stages_total_s": sum(stage_times.values()),
-            "detections": samples["predict"][-1][1],
-        }
-        if tv_model is not None:
-            rec["torchvision_s"] = statistics.median(t for t, _ in samples["torchvision"])
-            rec["torchvision_detections"] = samples["torchvision"][-1][1]
+    for i, (path, image) in enumerate(zip(setup.paths, setup.images, strict=True)):
+        samples = interleaved_samples(setup, image, i)
+        rec = image_record(path, image, samples, flop_model, torchvision)
         records.append(rec)
-        tv_part = f", torchvision {rec['torchvision_s']:.3f} s" if tv_model is not None else ""
+        tv_part = f", torchvision {rec['torchvision_s']:.3f} s" if torchvision else ""
         print(
-            f"[{i + 1}/{len(images)}] {path.name}: predict {rec['predict_s']:.3f} s, "
+            f"[{i + 1}/{len(setup.images)}] {path.name}: predict {rec['predict_s']:.3f} s, "
             f"stages {rec['stages_total_s']:.3f} s{tv_part}",
             file=sys.stderr,
             flush=True,
         )
+    return records
 
-    peak_after = matmul_peak(sizes, device)
-    rates_after = floor_rates(args, max(peak_after.values()))
-    load_after = load_average()
-    peak = max(*peak_before.values(), *peak_after.values())
 
-    flop_check = None
-    if args.check_flops:
-        real, rois, shape = real_forward_flops(model, images[0])
-        counted = flop_model(shape, rois)
-        flop_check = {"real_forward": real, "meta_count": sum(counted.values())}
+def interleaved_samples(setup: Setup, image: np.ndarray, index: int) -> dict[str, list[Any]]:
+    """``--repeat`` runs of ``predict``, of the stages and of torchvision on ``image``
+    (the ``index``-th), interleaved, their order rotating from run to run."""
+    model, clock = setup.model, setup.clock
+    samples: dict[str, list[Any]] = {"predict": [], "stages": [], "torchvision": []}
+    runs: list[tuple[str, Callable[[], Any]]] = [
+        ("predict", partial(run_predict, model, image, clock)),
+        ("stages", partial(run_stages, model, image, clock)),
+    ]
+    if setup.tv_model is not None:
+        tv_run = partial(run_torchvision, setup.tv_model, image, setup.args.device, clock)
+        runs.append(("torchvision", tv_run))
+    for r in range(setup.args.repeat):
+        shift = (index + r) % len(runs)  # rotate the order so no path always goes first
+        for name, fn in runs[shift:] + runs[:shift]:
+            samples[name].append(fn())
+    return samples
 
-    # ---- figures
-    n = len(records)
-    pred = [r["predict_s"] for r in records]
-    total_flops = sum(r["flops"]["total"] for r in records)
-    achieved = total_flops / sum(pred) / 1e9
+
+def image_record(
+    path: Path,
+    image: np.ndarray,
+    samples: dict[str, list[Any]],
+    flop_model: FlopModel,
+    torchvision: bool,
+) -> dict[str, Any]:
+    """One image's figures: the median times of its runs, its shapes, RoIs and FLOPs."""
+    staged = samples["stages"][-1]
+    stage_times = {s: statistics.median(x["stages"][s] for x in samples["stages"]) for s in STAGES}
+    flops = flop_model(staged["input_shape"], staged["rois"])
+    rec = {
+        "image": path.name,
+        "original": list(image.shape[:2]),
+        "resized": staged["resized"],
+        "input_shape": staged["input_shape"],
+        "rois": staged["rois"],
+        "flops": {**flops, "total": sum(flops.values())},
+        "predict_s": statistics.median(t for t, _ in samples["predict"]),
+        "stages_s": stage_times,
+        "stages_total_s": sum(stage_times.values()),
+        "detections": samples["predict"][-1][1],
+    }
+    if torchvision:
+        rec["torchvision_s"] = statistics.median(t for t, _ in samples["torchvision"])
+        rec["torchvision_detections"] = samples["torchvision"][-1][1]
+    return rec
+
+
+def check_flop_count(setup: Setup, flop_model: FlopModel) -> dict[str, int] | None:
+    """With ``--check-flops``: the FLOPs of a real forward of the first image and
+    :class:`FlopModel`'s count for the same input shape and RoIs; else None."""
+    if not setup.args.check_flops:
+        return None
+    real, rois, shape = real_forward_flops(setup.model, setup.images[0])
+    counted = flop_model(shape, rois)
+    return {"real_forward": real, "meta_count": sum(counted.values())}
+
+
+def stage_figures(records: list[dict[str, Any]]) -> list[tuple[str, list[float], int]]:
+    """(stage, its time on each image, its FLOPs summed over the images) for each stage."""
     stage_rows = []
     for s in STAGES:
         times = [r["stages_s"][s] for r in records]
         fl = sum(r["flops"].get(s, 0) for r in records)
         stage_rows.append((s, times, fl))
+    return stage_rows
+
+
+def summarize_images(
+    records: list[dict[str, Any]], peak: float, torchvision: bool
+) -> dict[str, Any]:
+    """The in-process figures over all images: times, FLOPs, rate, fraction of the matmul
+    peak and, with torchvision, ours over torchvision."""
+    pred = [r["predict_s"] for r in records]
+    total_flops = sum(r["flops"]["total"] for r in records)
+    achieved = total_flops / sum(pred) / 1e9
     summary: dict[str, Any] = {
         "s_per_image": summarize(pred),
         "stages_total_s_per_image": summarize([r["stages_total_s"] for r in records]),
-        "gflops_per_image": total_flops / n / 1e9,
+        "gflops_per_image": total_flops / len(records) / 1e9,
         "gflops_per_s": achieved,
         "matmul_peak_gflops_per_s": peak,
         "fraction_of_peak": achieved / peak,
     }
-    if tv_model is not None:
+    if torchvision:
         tv = [r["torchvision_s"] for r in records]
         summary["torchvision_s_per_image"] = summarize(tv)
         summary["ours_over_torchvision"] = sum(pred) / sum(tv)
@@ -635,14 +727,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             p / t for p, t in zip(pred, tv, strict=True)
         )
         summary["torchvision_gflops_per_s"] = total_flops / sum(tv) / 1e9
+    return summary
 
-    # ---- per-image table
+
+def print_image_table(records: list[dict[str, Any]], torchvision: bool) -> None:
+    """The per-image table: shapes, RoIs, GFLOPs, times and detections."""
     print()
     head = (
         f"{'image':<17}{'orig HxW':>10}{'input HxW':>11}{'RoIs':>6}{'GFLOPs':>8}"
         f"{'predict s':>11}{'stages s':>10}"
     )
-    if tv_model is not None:
+    if torchvision:
         head += f"{'tv s':>8}{'dets ours/tv':>14}"
     else:
         head += f"{'dets':>6}"
@@ -654,7 +749,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{row['flops']['total'] / 1e9:>8.1f}{row['predict_s']:>11.3f}"
             f"{row['stages_total_s']:>10.3f}"
         )
-        if tv_model is not None:
+        if torchvision:
             line += (
                 f"{row['torchvision_s']:>8.3f}"
                 f"{str(row['detections']) + '/' + str(row['torchvision_detections']):>14}"
@@ -663,7 +758,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             line += f"{row['detections']:>6}"
         print(line)
 
-    # ---- stage table
+
+def print_stage_table(
+    records: list[dict[str, Any]],
+    stage_rows: list[tuple[str, list[float], int]],
+    summary: dict[str, Any],
+    torchvision: bool,
+) -> None:
+    """The stage table: each stage's time, share, GFLOPs and rate, then the end-to-end rows."""
+    n = len(records)
+    total_flops = sum(r["flops"]["total"] for r in records)
     print()
     stages_total = summary["stages_total_s_per_image"]["mean"]
     print(f"{'per image':<22}{'mean s':>9}{'median s':>10}{'share':>8}{'GFLOPs':>9}{'GFLOP/s':>9}")
@@ -679,7 +783,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         ("sum of stages", summary["stages_total_s_per_image"]),
         ("predict() end to end", summary["s_per_image"]),
     ]
-    if tv_model is not None:
+    if torchvision:
         rows.append(("torchvision end to end", summary["torchvision_s_per_image"]))
     for label, st in rows:
         rate = total_flops / n / st["mean"] / 1e9
@@ -688,23 +792,32 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             f"{total_flops / n / 1e9:>9.1f}{rate:>9.1f}"
         )
 
+
+def print_peaks(
+    before: Peaks, after: Peaks, peak: float, flop_check: dict[str, int] | None, image: str
+) -> None:
+    """The fp32 matmul rates before and after, and the ``--check-flops`` comparison on
+    ``image`` (the first)."""
     print()
-    fmt = ", ".join(f"{k}: {v:.1f}" for k, v in peak_before.items())
-    fmt_after = ", ".join(f"{k}: {v:.1f}" for k, v in peak_after.items())
+    fmt = ", ".join(f"{k}: {v:.1f}" for k, v in before.matmul.items())
+    fmt_after = ", ".join(f"{k}: {v:.1f}" for k, v in after.matmul.items())
     print(f"fp32 matmul GFLOP/s before [{fmt}] after [{fmt_after}] -> peak {peak:.1f}")
     if flop_check is not None:
         print(
-            f"FLOP check on {records[0]['image']}: real forward "
+            f"FLOP check on {image}: real forward "
             f"{flop_check['real_forward'] / 1e9:.3f} GFLOPs, meta count "
             f"{flop_check['meta_count'] / 1e9:.3f}"
         )
 
-    # ---- configurations, each in its own process
-    labels = configuration_labels(args, tv_model is not None)
+
+def time_configurations(setup: Setup) -> dict[str, dict[str, Any]]:
+    """Time each configuration of the table in a fresh process of its own, one after the
+    other, with a progress line for each on stderr; keyed by the table's names."""
+    labels = configuration_labels(setup.args, setup.tv_model is not None)
     print(file=sys.stderr)
     configurations: dict[str, dict[str, Any]] = {}
     for label in labels:
-        result = time_in_own_process(args, label, folder, export_dir)
+        result = time_in_own_process(setup.args, label, setup.folder, setup.export_dir)
         if "error" not in result:
             result.update(summarize(result["times"]))
         name = "torchvision fp32" if label == "torchvision" else (
@@ -713,8 +826,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         configurations[name] = result
         shown = result.get("error") or f"{result['mean']:.3f} s/image"
         print(f"own process: {label}: {shown}", file=sys.stderr, flush=True)
-    summary["configurations"] = configurations
-    tv_own = configurations.get("torchvision fp32", {}).get("times")
+    return configurations
+
+
+def compare_to_torchvision(
+    configurations: dict[str, dict[str, Any]], tv_own: list[float] | None
+) -> None:
+    """Set each timed configuration's ``over_torchvision``: its total time over that of
+    torchvision in its own process (``tv_own``), None without it."""
+    for result in configurations.values():
+        if "error" not in result:
+            times = result["times"]
+            result["over_torchvision"] = sum(times) / sum(tv_own) if tv_own else None
+
+
+def print_configurations(
+    args: argparse.Namespace, configurations: dict[str, dict[str, Any]], n: int
+) -> None:
+    """The configuration table: each configuration timed in its own process."""
     print()
     print(
         f"each configuration in its own process ({args.warmup} warm-up, {args.repeat} "
@@ -728,29 +857,41 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if "error" in result:
             print(f"{name:<22}failed: {result['error']}")
             continue
-        times = result["times"]
-        ratio = sum(times) / sum(tv_own) if tv_own else None
-        result["over_torchvision"] = ratio
+        times, ratio = result["times"], result["over_torchvision"]
         shown = f"{ratio:>15.3f}" if ratio is not None else f"{'-':>15}"
         print(
             f"{name:<22}{result['mean']:>9.3f}{result['median']:>9.3f}"
             f"{len(times) / sum(times):>10.2f}{shown}{result['peak_rss_mb']:>13.0f}"
         )
 
-    # ---- the floor: what no implementation of these FLOPs can beat on this machine
-    floors = floor_rows([rates_before, rates_after], summary["gflops_per_image"] * 1e9)
-    summary["floor"] = floors
+
+def floor_figures(
+    peaks: list[Peaks], summary: dict[str, Any], tv_own: list[float] | None
+) -> dict[str, dict[str, Any]]:
+    """The floor rows (:func:`floor_rows`) at the rates of ``peaks`` (before and after),
+    with their time over torchvision's in its own process (``tv_own``) when it ran."""
+    floors = floor_rows([p.rates for p in peaks], summary["gflops_per_image"] * 1e9)
     tv_mean = statistics.fmean(tv_own) if tv_own else None
+    if tv_mean is not None:
+        for row in floors.values():
+            row["over_torchvision"] = row["s_per_image"] / tv_mean
+    return floors
+
+
+def print_floor(
+    floors: dict[str, dict[str, Any]], configurations: dict[str, dict[str, Any]]
+) -> None:
+    """The floor: what no implementation of these FLOPs can beat on this machine, and,
+    with torchvision, the measured configurations of the same precision next to it."""
     print()
     print("floor: every counted FLOP at the best measured kernel rate, everything else free")
     for precision, row in floors.items():
         rates = ", ".join(f"{k} {v:.1f}" for k, v in row["gflops_per_s"].items())
         line = f"  {precision}: {rates} GFLOP/s -> {row['s_per_image']:.3f} s/image"
-        if tv_mean is not None:
-            row["over_torchvision"] = row["s_per_image"] / tv_mean
+        if "over_torchvision" in row:
             measured = [
                 f"{label} {c['over_torchvision']:.3f}"
-                for label, c in summary["configurations"].items()
+                for label, c in configurations.items()
                 if (precision == "bf16") == ("bf16" in label)
                 and "torchvision" not in label
                 and "error" not in c
@@ -760,8 +901,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             )
         print(line)
 
+
+def print_summary(
+    args: argparse.Namespace,
+    summary: dict[str, Any],
+    loads: tuple[float, float],
+    peak: float,
+    torchvision: bool,
+) -> None:
+    """The load warning (when other processes share the CPUs) and the SUMMARY line."""
+    load_before, load_after = loads
     busy = max(load_before, load_after) - args.threads
-    if device == "cpu" and busy > 0.5:
+    if args.device == "cpu" and busy > 0.5:
         print(
             f"warning: load average {load_before:.2f} before / {load_after:.2f} after; other "
             f"processes share the CPUs, so the timings (and the matmul peak) are pessimistic"
@@ -769,10 +920,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     line = (
         f"SUMMARY ours {summary['s_per_image']['mean']:.3f} s/image "
         f"(median {summary['s_per_image']['median']:.3f}) | "
-        f"{summary['gflops_per_image']:.1f} GFLOPs/image | {achieved:.1f} GFLOP/s | "
+        f"{summary['gflops_per_image']:.1f} GFLOPs/image | {summary['gflops_per_s']:.1f} GFLOP/s | "
         f"matmul peak {peak:.1f} GFLOP/s | {summary['fraction_of_peak']:.1%} of peak"
     )
-    if tv_model is not None:
+    if torchvision:
         line += (
             f" | torchvision {summary['torchvision_s_per_image']['mean']:.3f} s/image | "
             f"ours/torchvision {summary['ours_over_torchvision']:.3f} "
@@ -782,24 +933,38 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         line += " | torchvision n/a"
     print(line)
 
+
+def result_json(
+    setup: Setup,
+    *,
+    loads: tuple[float, float],
+    peaks: tuple[Peaks, Peaks],
+    peak: float,
+    stage_rows: list[tuple[str, list[float], int]],
+    records: list[dict[str, Any]],
+    summary: dict[str, Any],
+    flop_check: dict[str, int] | None,
+) -> dict[str, Any]:
+    """All the figures, as :func:`main` returns them and ``--json`` writes them."""
+    args, cfg, n = setup.args, setup.model.config.input, len(records)
     result = {
         "config": {
             "model": args.model,
-            "weights": weights_desc,
+            "weights": setup.weights_desc,
             "short_side": cfg.short_side,
             "max_side": cfg.max_side,
-            "images": str(folder),
+            "images": str(setup.folder),
             "num_images": n,
             "threads": torch.get_num_threads(),
             "warmup": args.warmup,
             "repeat": args.repeat,
-            "device": device,
-            "kernels": kernels,
+            "device": args.device,
+            "kernels": setup.kernels,
             "torch": torch.__version__,
-            "torchvision": tv_desc,
-            "load_average": {"before": load_before, "after": load_after},
+            "torchvision": setup.tv_desc,
+            "load_average": {"before": loads[0], "after": loads[1]},
         },
-        "matmul_gflops_per_s": {"before": peak_before, "after": peak_after, "peak": peak},
+        "matmul_gflops_per_s": {"before": peaks[0].matmul, "after": peaks[1].matmul, "peak": peak},
         "stages": {
             s: {**summarize(times), "gflops_per_image": fl / n / 1e9} for s, times, fl in stage_rows
         },
@@ -808,10 +973,55 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     }
     if flop_check is not None:
         result["flop_check"] = flop_check
-    if args.json is not None:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.json}")
+    return result
+
+
+def write_json(path: Path | None, result: dict[str, Any]) -> None:
+    """With ``--json``: write ``result`` to ``path``."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
+    print(f"wrote {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    args = parse_args(argv)
+    if args.child is not None:
+        child_main(args)
+        return {}
+    setup = set_up(args)
+    load_before = print_setup(setup)
+    before = measure_peaks(setup)
+    warm_up(setup)
+    flop_model = FlopModel(setup.model)
+    records = time_images(setup, flop_model)
+    after = measure_peaks(setup)
+    loads = (load_before, load_average())
+    peak = max(*before.matmul.values(), *after.matmul.values())
+    flop_check = check_flop_count(setup, flop_model)
+
+    torchvision = setup.tv_model is not None
+    stage_rows = stage_figures(records)
+    summary = summarize_images(records, peak, torchvision)
+    print_image_table(records, torchvision)
+    print_stage_table(records, stage_rows, summary, torchvision)
+    print_peaks(before, after, peak, flop_check, records[0]["image"])
+
+    configurations = time_configurations(setup)
+    summary["configurations"] = configurations
+    tv_own = configurations.get("torchvision fp32", {}).get("times")
+    compare_to_torchvision(configurations, tv_own)
+    print_configurations(args, configurations, len(records))
+    summary["floor"] = floor_figures([before, after], summary, tv_own)
+    print_floor(summary["floor"], configurations)
+    print_summary(args, summary, loads, peak, torchvision)
+
+    result = result_json(
+        setup, loads=loads, peaks=(before, after), peak=peak, stage_rows=stage_rows,
+        records=records, summary=summary, flop_check=flop_check,
+    )  # fmt: skip
+    write_json(args.json, result)
     return result
 
 

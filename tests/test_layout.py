@@ -123,7 +123,11 @@ def test_every_import_points_down() -> None:
         # the zoo reaching up for the evaluation
         ("zoo/catalog.py", "\nimport fasterrcnn.evaluation.evaluate\n", "(zoo -> evaluation, up)"),
         # serving and export are rooms of one rank
-        ("serving/app.py", "\nfrom fasterrcnn.export import runtimes\n", "(serving -> export, sideways)"),
+        (
+            "serving/app.py",
+            "\nfrom fasterrcnn.export import runtimes\n",
+            "(serving -> export, sideways)",
+        ),
         # the package root is above every room
         ("data/coco.py", "\nfrom fasterrcnn import create_model\n", "(data -> package, up)"),
     ],

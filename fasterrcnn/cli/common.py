@@ -15,7 +15,7 @@ from fasterrcnn.distributed import DistributedContext, init_distributed, rank_de
 from fasterrcnn.inference.detector import Detector
 from fasterrcnn.modeling.precision import INFERENCE_PRECISIONS, PrecisionError, check_precision
 from fasterrcnn.zoo import CheckpointError, DownloadError, UnknownModelError, create_model
-from fasterrcnn.zoo.checkpoints import read_safetensors_metadata
+from fasterrcnn.zoo.checkpoint_files import read_safetensors_metadata
 from fasterrcnn.zoo.native import is_native
 from fasterrcnn.zoo.presets import DEFAULT_MODEL
 

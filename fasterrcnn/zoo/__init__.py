@@ -2,7 +2,7 @@
 which builds a :class:`~fasterrcnn.inference.detector.Detector` from them."""
 
 from fasterrcnn.modeling.precision import PrecisionError
-from fasterrcnn.zoo.checkpoints import CheckpointError
+from fasterrcnn.zoo.checkpoint_files import CheckpointError
 from fasterrcnn.zoo.download import DownloadError
 from fasterrcnn.zoo.factory import UnknownModelError, create_model, get_preset, list_models
 from fasterrcnn.zoo.native import NativeCheckpoint, is_native, read_native, save_native

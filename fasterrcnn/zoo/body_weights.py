@@ -1,8 +1,10 @@
 """ImageNet initialisation of the detector's body: a ResNet / ResNeXt classification
 checkpoint (or the body of a detector checkpoint) loaded into ``model.backbone.body``.
 
-Accepted checkpoints, all in the classic ResNet names of :mod:`fasterrcnn.modeling.backbone`
-(``conv1``, ``bn1``, ``layerK.B.convJ``, ``layerK.B.bnJ``, ``layerK.B.downsample.0/1``):
+Accepted checkpoints, each a body family of :mod:`fasterrcnn.zoo.key_maps` translated to the
+classic ResNet names of :mod:`fasterrcnn.modeling.backbone` (``conv1``, ``bn1``,
+``layerK.B.convJ``, ``layerK.B.bnJ``, ``layerK.B.downsample.0/1``) by the loaders' one
+conversion, :func:`~fasterrcnn.zoo.checkpoints.convert_state_dict`:
 
 - a PyTorch classifier (torchvision's ``resnet50-*.pth``: tensors, ``fc.*`` and batch-norm
   ``num_batches_tracked`` counters), zip or legacy ``torch.save`` format, or safetensors;
@@ -13,14 +15,13 @@ Accepted checkpoints, all in the classic ResNet names of :mod:`fasterrcnn.modeli
 - any of them saved from ``DataParallel`` (every key under ``module.``).
 
 The classifier (``fc.*``) and the batch-norm counters are dropped; every other body tensor
-must be filled, with the shape the body has (after MegEngine's layouts are reshaped). Anything
-else is a one-line :class:`~fasterrcnn.zoo.checkpoints.CheckpointError`, and the body is then
-left as it was.
+must be filled, with the shape the body has (after MegEngine's layouts are reshaped), with
+finite floating-point values. Anything else is a one-line
+:class:`~fasterrcnn.zoo.checkpoint_files.CheckpointError`, and the body is then left as it was.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,33 +32,16 @@ import torch
 from torch import nn
 
 from fasterrcnn.modeling.backbone import ResNet
+from fasterrcnn.zoo.architectures import describe_body
+from fasterrcnn.zoo.checkpoint_files import CheckpointError, naming_file, read_state_dict
 from fasterrcnn.zoo.checkpoints import (
-    CheckpointError,
+    KeyMismatch,
+    convert_state_dict,
     first_keys,
-    key_problems,
-    megengine_layout,
-    read_state_dict,
+    translated_shapes,
     unwrap,
 )
-
-# A legacy (pre-zip) ``torch.save`` file opens with its magic number pickled as a protocol-2
-# LONG1 of 10 bytes.
-_LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-_DATA_PARALLEL = "module."
-_DETECTOR_PREFIXES = {
-    "backbone.body.": "detector checkpoint (fasterrcnn/torchvision names, backbone.body.*)",
-    "backbone.bottom_up.": "MegEngine detector checkpoint (backbone.bottom_up.*)",
-}
-_CLASSIFIER = re.compile(r"fc\.(weight|bias)")
-_COUNTER = "num_batches_tracked"
-_BLOCK_KEY = re.compile(r"layer([1-4])\.(\d+)\.")
-_DEPTHS: dict[tuple[bool, tuple[int, ...]], int] = {
-    (False, (2, 2, 2, 2)): 18,
-    (False, (3, 4, 6, 3)): 34,
-    (True, (3, 4, 6, 3)): 50,
-    (True, (3, 4, 23, 3)): 101,
-    (True, (3, 8, 36, 3)): 152,
-}
+from fasterrcnn.zoo.key_maps import BODY_KEY_MAPS, DATA_PARALLEL, BodyFamily
 
 
 @dataclass(frozen=True)
@@ -80,7 +64,7 @@ class BodyLoadReport:
 
     def line(self) -> str:
         """One line for a training log."""
-        classifier = [k for k in self.dropped if _CLASSIFIER.fullmatch(k)]
+        classifier = [k for k in self.dropped if k in ("fc.weight", "fc.bias")]
         counters = len(self.dropped) - len(classifier)
         parts = [
             f"body initialised from {self.source}: {self.checkpoint_format}, "
@@ -102,8 +86,8 @@ def load_body_weights(body: nn.Module, weights: str | Path | Mapping[str, Any]) 
 
     Strict: every body parameter and buffer except batch-norm counters is filled, shapes
     agree, and nothing but the classifier and counters is left over; otherwise a one-line
-    :class:`~fasterrcnn.zoo.checkpoints.CheckpointError` (prefixed with the file name) and
-    ``body`` is unchanged. Gradient flags, modes and devices of ``body`` are kept.
+    :class:`~fasterrcnn.zoo.checkpoint_files.CheckpointError` (prefixed with the file name)
+    and ``body`` is unchanged. Gradient flags, modes and devices of ``body`` are kept.
     """
     if not isinstance(body, ResNet):
         raise TypeError(
@@ -111,14 +95,8 @@ def load_body_weights(body: nn.Module, weights: str | Path | Mapping[str, Any]) 
             f"not {type(body).__name__}"
         )
     if isinstance(weights, (str, Path)):
-        try:
-            return _load(body, _read(Path(weights)), str(weights))
-        except CheckpointError as err:
-            prefix = f"{weights}: "
-            message = str(err)
-            raise CheckpointError(
-                message if message.startswith(prefix) else prefix + message
-            ) from None
+        with naming_file(weights):
+            return _load(body, read_state_dict(weights), str(weights))
     if not isinstance(weights, Mapping):
         raise TypeError(
             "load_body_weights: weights must be a file path or a state dict, "
@@ -127,40 +105,19 @@ def load_body_weights(body: nn.Module, weights: str | Path | Mapping[str, Any]) 
     return _load(body, weights, "state dict")
 
 
-def _read(path: Path) -> Any:
-    """A checkpoint file's contents; legacy ``torch.save`` files too."""
-    if path.is_file():
-        with path.open("rb") as file:
-            head = file.read(len(_LEGACY_TORCH_MAGIC))
-        if head == _LEGACY_TORCH_MAGIC:
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as err:
-                reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-                raise CheckpointError(f"not a checkpoint file ({reason})") from None
-    return read_state_dict(path)
-
-
 def _load(body: ResNet, checkpoint: Any, source: str) -> BodyLoadReport:
     state = unwrap(checkpoint)
     if not state:
         raise CheckpointError("checkpoint holds no tensors")
-    state, data_parallel = _strip_data_parallel(state)
-    state, detector_format, outside_body = _body_part(state)
-    megengine = detector_format is not None and "MegEngine" in detector_format
-    megengine = megengine or _looks_like_megengine(state)
-    if detector_format is not None:
-        checkpoint_format = detector_format
-    elif megengine:
-        checkpoint_format = "MegEngine ImageNet classifier"
-    else:
-        checkpoint_format = "PyTorch ImageNet classifier (torchvision names)"
-    if data_parallel:
-        checkpoint_format += ", DataParallel 'module.' prefix stripped"
-    what = "ImageNet checkpoint" if detector_format is None else "detector checkpoint"
+    family = _body_family(state)
+    what = "ImageNet checkpoint" if family.endswith("classifier") else "detector checkpoint"
+    key_map = BODY_KEY_MAPS[family]
+    if all(key.startswith(DATA_PARALLEL) for key in state):
+        key_map = key_map.under(DATA_PARALLEL, ", DataParallel 'module.' prefix stripped")
 
     target = body.state_dict()
-    found = describe_body({k: tuple(getattr(v, "shape", ())) for k, v in state.items()})
+    shapes = translated_shapes(state, key_map)
+    found = describe_body(shapes)
     wanted = describe_body({k: tuple(v.shape) for k, v in target.items()})
     if found is None:
         raise CheckpointError(
@@ -169,72 +126,43 @@ def _load(body: ResNet, checkpoint: Any, source: str) -> BodyLoadReport:
         )
     if found != wanted:
         raise CheckpointError(f"{what} holds a {found} body, but the model's body is {wanted}")
-    _check_norm(body, state)
-
-    dropped: list[str] = []
-    converted: dict[str, torch.Tensor] = {}
-    unexpected: list[str] = []
-    mismatched: list[str] = []
-    for key, value in state.items():
-        if _CLASSIFIER.fullmatch(key) or key.endswith(_COUNTER):
-            dropped.append(key)
-            continue
-        if key not in target:
-            unexpected.append(key)
-            continue
-        tensor = _as_tensor(value, key)
-        want = target[key]
-        if tensor.shape != want.shape:
-            viewed = megengine_layout(tensor, want.shape) if megengine else None
-            if viewed is None:
-                mismatched.append(f"{key} {tuple(tensor.shape)} vs {tuple(want.shape)}")
-                continue
-            tensor = viewed
-        if not tensor.is_floating_point():
-            raise CheckpointError(f"{key} holds {tensor.dtype} values, not floating point")
-        if not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{key} holds non-finite values (NaN or infinity)")
-        converted[key] = tensor
-    mismatched_keys = {m.split(" ", 1)[0] for m in mismatched}
-    missing = [
-        k
-        for k in target
-        if k not in converted and k not in mismatched_keys and not k.endswith(_COUNTER)
-    ]
-    problems = key_problems(missing, unexpected, mismatched, "body keys")
-    if problems:
-        raise CheckpointError(f"{what} ({found}) does not fit the body: " + "; ".join(problems))
+    _check_norm(body, list(shapes))
+    try:
+        conversion = convert_state_dict(state, target, key_map, check=_check_values)
+    except KeyMismatch as err:
+        raise CheckpointError(f"{what} ({found}) does not fit the body: {err}") from None
 
     with torch.no_grad():
-        for key, tensor in converted.items():
-            target[key].copy_(tensor)
+        for name, tensor in conversion.tensors.items():
+            target[name].copy_(tensor)
+    dropped = [k for k in conversion.dropped if k.startswith(key_map.prefix)]
     return BodyLoadReport(
         source=source,
-        checkpoint_format=checkpoint_format,
+        checkpoint_format=key_map.name,
         architecture=found,
-        tensors_loaded=len(converted),
-        dropped=tuple(dropped),
-        outside_body=outside_body,
+        tensors_loaded=len(conversion.tensors),
+        dropped=tuple(k[len(key_map.prefix) :] for k in dropped),
+        outside_body=len(conversion.dropped) - len(dropped),
     )
 
 
-def _strip_data_parallel(state: Mapping[str, Any]) -> tuple[Mapping[str, Any], bool]:
-    if all(key.startswith(_DATA_PARALLEL) for key in state):
-        return {key[len(_DATA_PARALLEL) :]: value for key, value in state.items()}, True
-    return state, False
-
-
-def _body_part(state: Mapping[str, Any]) -> tuple[Mapping[str, Any], str | None, int]:
-    """(the body's tensors without their prefix, the detector format or None for a
-    classifier, how many keys lie outside the body)."""
-    prefixes = [p for p in _DETECTOR_PREFIXES if any(key.startswith(p) for key in state)]
-    if not prefixes:
-        return state, None, 0
-    if len(prefixes) > 1:
-        raise CheckpointError(f"checkpoint has keys under both {' and '.join(prefixes)}")
-    prefix = prefixes[0]
-    part = {key[len(prefix) :]: value for key, value in state.items() if key.startswith(prefix)}
-    return part, _DETECTOR_PREFIXES[prefix], len(state) - len(part)
+def _body_family(state: Mapping[str, Any]) -> BodyFamily:
+    """The body family of a checkpoint: a detector's if it has keys under a detector's body
+    prefix (DataParallel's ``module.`` aside), else a PyTorch or MegEngine classifier."""
+    keys = list(state)
+    if all(key.startswith(DATA_PARALLEL) for key in keys):
+        keys = [key[len(DATA_PARALLEL) :] for key in keys]
+    detectors = [
+        (family, key_map.prefix)
+        for family, key_map in BODY_KEY_MAPS.items()
+        if key_map.prefix and any(key.startswith(key_map.prefix) for key in keys)
+    ]
+    if len(detectors) > 1:
+        prefixes = " and ".join(prefix for _, prefix in detectors)
+        raise CheckpointError(f"checkpoint has keys under both {prefixes}")
+    if detectors:
+        return detectors[0][0]
+    return "megengine_classifier" if _looks_like_megengine(state) else "torch_classifier"
 
 
 def _looks_like_megengine(state: Mapping[str, Any]) -> bool:
@@ -247,10 +175,12 @@ def _looks_like_megengine(state: Mapping[str, Any]) -> bool:
     return False
 
 
-def _check_norm(body: ResNet, state: Mapping[str, Any]) -> None:
+def _check_norm(body: ResNet, names: list[str]) -> None:
+    """Refuse batch-norm statistics (``names``: the checkpoint's, in body names) for a body
+    with group norm, which has none."""
     if not any(isinstance(m, nn.GroupNorm) for m in body.modules()):
         return
-    statistics = [k for k in state if k.endswith(("running_mean", "running_var"))]
+    statistics = [k for k in names if k.endswith(("running_mean", "running_var"))]
     if statistics:
         raise CheckpointError(
             f"checkpoint has batch-norm statistics ({statistics[0]}, ...); the model's body uses "
@@ -258,48 +188,12 @@ def _check_norm(body: ResNet, state: Mapping[str, Any]) -> None:
         )
 
 
-def describe_body(shapes: Mapping[str, tuple[int, ...]]) -> str | None:
-    """The ResNet a state dict in body names (``conv1.weight``, ``layer1.0.conv1.weight``...)
-    holds, e.g. ``"ResNet-50 (bottleneck blocks)"`` or ``"ResNeXt-101 32x8d (bottleneck
-    blocks)"``, from its block counts and kernel shapes; None without any body key."""
-    blocks: list[set[int]] = [set(), set(), set(), set()]
-    for key in shapes:
-        match = _BLOCK_KEY.match(key)
-        if match:
-            blocks[int(match.group(1)) - 1].add(int(match.group(2)))
-    if not any(blocks) and "conv1.weight" not in shapes:
-        return None
-    counts = tuple(len(b) for b in blocks)
-    bottleneck = any(re.fullmatch(r"layer\d\.\d+\.conv3\.weight", k) for k in shapes)
-    kind = "bottleneck blocks" if bottleneck else "basic blocks"
-    depth = _DEPTHS.get((bottleneck, counts))
-    groups, width = _groups_and_width(shapes.get("layer1.0.conv2.weight", ()))
-    if depth is None:
-        return f"ResNet of {counts} blocks per stage ({kind})"
-    if groups > 1:
-        return f"ResNeXt-{depth} {groups}x{width}d ({kind})"
-    if bottleneck and width != 64:
-        return f"Wide ResNet-{depth}, width {width} ({kind})"
-    return f"ResNet-{depth} ({kind})"
-
-
-def _groups_and_width(conv2: tuple[int, ...]) -> tuple[int, int]:
-    """(groups, channels per group) of the first block's 3x3 conv: (out, in / groups, 3, 3)
-    in PyTorch's layout, (groups, out / groups, in / groups, 3, 3) in MegEngine's."""
-    if len(conv2) == 5:
-        return conv2[0], conv2[1]
-    if len(conv2) == 4 and conv2[1] > 0 and conv2[0] % conv2[1] == 0:
-        groups = conv2[0] // conv2[1]
-        return groups, conv2[0] // groups
-    return 1, 64
-
-
-def _as_tensor(value: Any, key: str) -> torch.Tensor:
-    if isinstance(value, torch.Tensor):
-        return value.detach()
-    if isinstance(value, np.ndarray) and value.dtype != object:
-        return torch.from_numpy(np.ascontiguousarray(value))
-    raise CheckpointError(f"{key}: not an array but {type(value).__name__}")
+def _check_values(key: str, tensor: torch.Tensor) -> None:
+    """Refuse a body tensor that is not floating point or not finite."""
+    if not tensor.is_floating_point():
+        raise CheckpointError(f"{key} holds {tensor.dtype} values, not floating point")
+    if not bool(torch.isfinite(tensor).all()):
+        raise CheckpointError(f"{key} holds non-finite values (NaN or infinity)")
 
 
 __all__ = ["BodyLoadReport", "describe_body", "load_body_weights"]

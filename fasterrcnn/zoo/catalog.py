@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
-from fasterrcnn.zoo.checkpoints import FAMILY_NAMES
 from fasterrcnn.zoo.download import cached_path
+from fasterrcnn.zoo.key_maps import FAMILY_NAMES
 from fasterrcnn.zoo.presets import DEFAULT_MODEL, PRESETS
 
 

@@ -25,7 +25,7 @@ from typing import BinaryIO
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from fasterrcnn.zoo.checkpoints import Family
+from fasterrcnn.zoo.key_maps import Family
 from fasterrcnn.zoo.presets import PRESETS, WeightsInfo
 
 MIRROR_ENV = "FASTERRCNN_MIRROR"

@@ -13,7 +13,8 @@ import torch
 from fasterrcnn.config_json import config_differences
 from fasterrcnn.inference.detector import Detector
 from fasterrcnn.modeling.precision import check_precision
-from fasterrcnn.zoo.checkpoints import CheckpointError, load_into
+from fasterrcnn.zoo.checkpoint_files import CheckpointError
+from fasterrcnn.zoo.checkpoints import load_into
 from fasterrcnn.zoo.download import DownloadError, fetch_weights, file_digests, published_file
 from fasterrcnn.zoo.native import NativeCheckpoint, is_native, read_native, save_native
 from fasterrcnn.zoo.presets import PRESETS, Preset

@@ -32,13 +32,12 @@ from torch import nn
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.config_json import ConfigError, config_from_json, config_to_json
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
-from fasterrcnn.zoo.checkpoints import (
+from fasterrcnn.zoo.checkpoint_files import (
     CheckpointError,
-    convert_state_dict,
-    describe_architecture,
     read_safetensors,
     read_safetensors_metadata,
 )
+from fasterrcnn.zoo.checkpoints import convert_state_dict, describe_architecture
 
 FORMAT = "fasterrcnn"
 FORMAT_VERSION = "1"

@@ -19,7 +19,7 @@ from fasterrcnn.config import (
     SamplingConfig,
 )
 from fasterrcnn.data.coco_classes import COCO_80, COCO_90
-from fasterrcnn.zoo.checkpoints import Family
+from fasterrcnn.zoo.key_maps import Family
 
 
 @dataclass(frozen=True)
