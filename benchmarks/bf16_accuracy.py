@@ -27,7 +27,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = (REPO / ".." / "shared" / "data" / "coco-val-mini").resolve()
-FALLBACK = REPO / "tests" / "data" / "coco"
+FALLBACK = REPO / "tests" / "fixtures" / "coco"
 
 
 def fasterrcnn(*args: object) -> float:

@@ -27,7 +27,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = (REPO / ".." / "shared" / "data" / "coco-val-mini" / "val2017").resolve()
-SLICE = REPO / "tests" / "data" / "coco" / "val2017"
+SLICE = REPO / "tests" / "fixtures" / "coco" / "val2017"
 SEED = "faster_rcnn_res50_coco_1x_800size"
 SHAPES = {
     SEED: ("megengine_v0", "megengine_v0_state_dict_shapes.json"),
@@ -139,8 +139,8 @@ def run(args: argparse.Namespace, weights: Path, count: int, folder: Path) -> di
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(REPO / "tests"))
-    from megengine_pickle import megengine_pickle_bytes
-    from seeded import DATA, load_shapes, numpy_seeded
+    from helpers.megengine_pickle import megengine_pickle_bytes
+    from helpers.seeded import DATA, load_shapes, numpy_seeded
 
     counts = [int(n) for n in args.counts.split(",")]
     folder_name, shapes = SHAPES[args.model]

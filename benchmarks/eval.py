@@ -9,7 +9,7 @@ Run from the repository root::
 Each process count runs the real command as a user would: ``python -m fasterrcnn eval`` for
 one process, ``torchrun --standalone --nproc-per-node N -m fasterrcnn eval`` for N, with the
 machine's cores split evenly (``OMP_NUM_THREADS`` = cores / N). The model is the seed's preset
-with the name-seeded weights of tests/seeded.py written as a MegEngine hub file (values do
+with the name-seeded weights of tests/helpers/seeded.py written as a MegEngine hub file (values do
 not change the cost; they keep the proposal and detection counts realistic), or ``--weights``.
 The evaluation step (pycocotools' ``loadRes`` + ``evaluate`` + ``accumulate`` +
 ``summarize``, through :func:`fasterrcnn.evaluation.coco_metrics.evaluate_results`) is timed
@@ -31,9 +31,9 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = (REPO / ".." / "shared" / "data" / "coco-val-mini").resolve()
-SLICE = REPO / "tests" / "data" / "coco"
+SLICE = REPO / "tests" / "fixtures" / "coco"
 SEED = "faster_rcnn_res50_coco_1x_800size"
-SEED_SHAPES = REPO / "tests" / "data" / "megengine_v0" / "megengine_v0_state_dict_shapes.json"
+SEED_SHAPES = REPO / "tests" / "fixtures" / "megengine_v0" / "megengine_v0_state_dict_shapes.json"
 
 
 def parse_args() -> argparse.Namespace:
@@ -56,8 +56,8 @@ def parse_args() -> argparse.Namespace:
 
 def seeded_weights(folder: Path) -> Path:
     sys.path.insert(0, str(REPO / "tests"))
-    from megengine_pickle import megengine_pickle_bytes
-    from seeded import load_shapes, numpy_seeded
+    from helpers.megengine_pickle import megengine_pickle_bytes
+    from helpers.seeded import load_shapes, numpy_seeded
 
     path = folder / "seed_name_seeded.pkl"
     path.write_bytes(megengine_pickle_bytes(numpy_seeded(load_shapes(SEED_SHAPES))))

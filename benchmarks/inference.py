@@ -51,8 +51,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_IMAGES = (REPO / ".." / "shared" / "data" / "coco-val-mini" / "val2017").resolve()
-FALLBACK_IMAGES = REPO / "tests" / "data" / "coco" / "val2017"
-SEEDED_SHAPES = REPO / "tests" / "data" / "torchvision" / "torchvision_state_dict_shapes.json"
+FALLBACK_IMAGES = REPO / "tests" / "fixtures" / "coco" / "val2017"
+SEEDED_SHAPES = REPO / "tests" / "fixtures" / "torchvision" / "torchvision_state_dict_shapes.json"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 STAGES = ("preprocess", "backbone+FPN", "RPN", "RoI heads", "postprocess")
 
@@ -82,7 +82,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--weights",
         type=Path,
         default=None,
-        help="checkpoint file (default: the name-seeded weights of tests/seeded.py)",
+        help="checkpoint file (default: the name-seeded weights of tests/helpers/seeded.py)",
     )
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     p.add_argument(
@@ -156,11 +156,11 @@ def find_images(folder: Path | None, count: int) -> tuple[Path, list[Path]]:
 
 
 def seeded_state_dict() -> dict[str, torch.Tensor] | None:
-    """torchvision-format name-seeded weights (tests/seeded.py), or None without tests/."""
+    """torchvision-format name-seeded weights (tests/helpers/seeded.py), or None without tests/."""
     if not SEEDED_SHAPES.is_file():
         return None
     sys.path.insert(0, str(REPO / "tests"))
-    from seeded import load_shapes, torch_seeded
+    from helpers.seeded import load_shapes, torch_seeded
 
     return torch_seeded(load_shapes(SEEDED_SHAPES))
 
@@ -173,7 +173,7 @@ def load_weights(args: argparse.Namespace, family: str) -> tuple[Any, str]:
     if family == "torchvision":
         state = seeded_state_dict()
         if state is not None:
-            return state, "name-seeded (tests/seeded.py torch_seeded)"
+            return state, "name-seeded (tests/helpers/seeded.py torch_seeded)"
     return None, "fresh init (no seeded weights for this preset)"
 
 

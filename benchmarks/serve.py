@@ -17,7 +17,7 @@ the tests' images), cycled:
 * **concurrent**: ``--clients`` clients posting at once, each on its own keep-alive connection.
 
 The server is the real command (``fasterrcnn serve``, a subprocess, idle while the engine
-runs) with the name-seeded weights of ``tests/seeded.py``. Clients stop sending at the deadline; the phase ends when the
+runs) with the name-seeded weights of ``tests/helpers/seeded.py``. Clients stop sending at the deadline; the phase ends when the
 last answer arrives, and images/s is answered images over that time. Each phase's requests
 are counted as sent, answered (200), refused (503), failed (another status) and lost (no
 answer); latency p50/p99 is over the answered ones. The server's peak memory is its kernel
@@ -44,9 +44,9 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = (REPO / ".." / "shared" / "data" / "coco-val-mini" / "val2017").resolve()
-SLICE = REPO / "tests" / "data" / "coco" / "val2017"
+SLICE = REPO / "tests" / "fixtures" / "coco" / "val2017"
 MODEL = "torchvision_fasterrcnn_resnet50_fpn"
-SHAPES = REPO / "tests" / "data" / "torchvision" / "torchvision_state_dict_shapes.json"
+SHAPES = REPO / "tests" / "fixtures" / "torchvision" / "torchvision_state_dict_shapes.json"
 
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 sys.path.insert(0, str(REPO / "tests"))  # the name-seeded weights
@@ -221,7 +221,7 @@ def report(phases: list[Phase], peak: float, args: argparse.Namespace) -> dict[s
 def main() -> None:
     args = parse_args()
     torch.set_num_threads(args.threads)
-    from seeded import load_shapes, torch_seeded
+    from helpers.seeded import load_shapes, torch_seeded
 
     paths = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".jpg", ".jpeg"))
     paths = paths[: args.num_images]

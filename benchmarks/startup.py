@@ -29,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SEED = "faster_rcnn_res50_coco_1x_800size"
-IMAGE = REPO / "tests" / "data" / "coco" / "val2017" / "000000000139.jpg"
+IMAGE = REPO / "tests" / "fixtures" / "coco" / "val2017" / "000000000139.jpg"
 
 PIECES = """
 import json, sys, time
@@ -74,8 +74,8 @@ def timed_cli(args: list[str], threads: int) -> float:
 def main() -> None:
     args = parse_args()
     sys.path.insert(0, str(REPO / "tests"))
-    from megengine_pickle import megengine_pickle_bytes
-    from seeded import DATA, load_shapes, numpy_seeded
+    from helpers.megengine_pickle import megengine_pickle_bytes
+    from helpers.seeded import DATA, load_shapes, numpy_seeded
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

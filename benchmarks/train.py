@@ -13,7 +13,7 @@ losses, ``zero_grad``, backward and an SGD step (lr 0.02, momentum 0.9, weight d
 the trainable parameters only). The batch is built once, before any timing, as training
 builds it (``TrainingDataset`` with ``short_sides=(800,)``, no flip, ``collate_training``),
 from two real images of the mini COCO set with their real ground truth. Weights are the
-name-seeded ones of tests/seeded.py (realistic proposal counts, unlike random init).
+name-seeded ones of tests/helpers/seeded.py (realistic proposal counts, unlike random init).
 
 Each configuration (model x precision) runs in its own process, so each peak is its own: the
 peak resident memory of the training iterations (``VmHWM`` of /proc/self/status, reset after
@@ -41,14 +41,14 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = (REPO / ".." / "shared" / "data" / "coco-val-mini").resolve()
-SLICE = REPO / "tests" / "data" / "coco"
+SLICE = REPO / "tests" / "fixtures" / "coco"
 SEED = "faster_rcnn_res50_coco_1x_800size"
 TV_PRESET = "torchvision_fasterrcnn_resnet50_fpn"
 TORCHVISION = "torchvision"  # torchvision's own model, not a preset of this library
 MODELS = (SEED, TV_PRESET, TORCHVISION)
 SHAPES = {
-    SEED: REPO / "tests" / "data" / "megengine_v0" / "megengine_v0_state_dict_shapes.json",
-    TV_PRESET: REPO / "tests" / "data" / "torchvision" / "torchvision_state_dict_shapes.json",
+    SEED: REPO / "tests" / "fixtures" / "megengine_v0" / "megengine_v0_state_dict_shapes.json",
+    TV_PRESET: REPO / "tests" / "fixtures" / "torchvision" / "torchvision_state_dict_shapes.json",
 }
 PRECISIONS = ("fp32", "bf16")
 SKIPPED = 3  # a worker's exit status when its model cannot run here (torchvision missing)
@@ -156,7 +156,7 @@ def training_batch(args: argparse.Namespace, model_name: str) -> Any:
 
 
 def seeded_state_dict(model_name: str) -> dict[str, Any]:
-    from seeded import load_shapes, numpy_seeded, torch_seeded
+    from helpers.seeded import load_shapes, numpy_seeded, torch_seeded
 
     shapes = load_shapes(SHAPES[TV_PRESET if model_name == TORCHVISION else model_name])
     return numpy_seeded(shapes) if model_name == SEED else torch_seeded(shapes)

@@ -10,9 +10,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from seeded import DATA, load_shapes, torch_seeded
+from helpers.models import RES18, custom_config
+from helpers.seeded import DATA, load_shapes, torch_seeded
 
 import fasterrcnn
+from fasterrcnn.zoo import save_native
 
 TORCHVISION = "torchvision_fasterrcnn_resnet50_fpn"
 IMAGES = DATA / "coco" / "val2017"
@@ -40,3 +42,18 @@ def tv_weights_path(tv_state_dict, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tv_model(tv_state_dict) -> fasterrcnn.Detector:
     return fasterrcnn.create_model(TORCHVISION, weights=tv_state_dict)
+
+
+@pytest.fixture(scope="session")
+def pet_model() -> fasterrcnn.Detector:
+    """A freshly initialized R18 with a 3-class table (see ``helpers.models.custom_config``)."""
+    torch.manual_seed(0)
+    return fasterrcnn.Detector(custom_config()).eval()
+
+
+@pytest.fixture(scope="session")
+def pet_file(pet_model, tmp_path_factory) -> Path:
+    """``pet_model`` as a native file (preset R18, a training iteration in its metadata)."""
+    path = tmp_path_factory.mktemp("native") / "model_final.safetensors"
+    save_native(path, pet_model, custom_config(), preset=RES18, metadata={"iteration": "90000"})
+    return path

@@ -2,9 +2,9 @@
 
 Needs torchvision (run it in a separate environment that has it):
 
-    python tests/tools/make_torchvision_jpeg_reference.py IMAGE.jpg ... --out tests/data/torchvision_jpeg
+    python tests/tools/make_torchvision_jpeg_reference.py IMAGE.jpg ... --out tests/fixtures/torchvision_jpeg
 
-The weights are the name-seeded recipe of tests/data/torchvision (tests/seeded.py).
+The weights are the name-seeded recipe of tests/fixtures/torchvision (tests/helpers/seeded.py).
 Writes NAME.npz with input_size, proposals, proposal_scores, boxes, scores and labels.
 """
 
@@ -20,7 +20,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from seeded import DATA, load_shapes, torch_seeded
+from helpers.seeded import DATA, load_shapes, torch_seeded
 
 
 def main() -> None:
