@@ -168,3 +168,21 @@ def test_command_modules_only_parse_and_print() -> None:
         for line, target in imported_modules(path, PACKAGE):
             low = RANK[room_of(target, PACKAGE)] <= RANK["data"]
             assert not low or target in CLI_MAY_IMPORT_LOW, f"{path.name}:{line} {target}"
+
+
+def test_old_import_paths_are_the_new_objects() -> None:
+    """The paths earlier versions of the README documented still work, as re-exports."""
+    import fasterrcnn.config_io
+    import fasterrcnn.config_json
+    import fasterrcnn.distributed
+    import fasterrcnn.export
+    import fasterrcnn.inference.detector
+    import fasterrcnn.zoo
+    from fasterrcnn.engine import distributed, export, runtime
+
+    assert distributed.init_distributed is fasterrcnn.distributed.init_distributed
+    assert export.export is fasterrcnn.export.export_model
+    assert runtime.ExportedModel is fasterrcnn.export.ExportedModel
+    assert fasterrcnn.config_io.config_to_dict is fasterrcnn.config_json.config_to_dict
+    assert fasterrcnn.zoo.create_model is fasterrcnn.create_model
+    assert fasterrcnn.inference.detector.Detector is fasterrcnn.Detector

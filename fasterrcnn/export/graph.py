@@ -1,7 +1,7 @@
 """Export the detector as one graph, ONNX or TorchScript, post-processing included.
 
 The graph takes what :mod:`fasterrcnn.data.transforms` makes of the images, so that any
-runtime reuses the engine's decoding, resizing and batching:
+runtime reuses the inference loop's decoding, resizing and batching:
 
 - ``images`` float32 [N, 3, H, W], normalized and padded at the bottom/right;
 - ``image_sizes`` int64 [N, 2], each image's (h, w) inside the padding;

@@ -18,7 +18,7 @@ from fasterrcnn.modeling.rpn import Proposals
 
 
 class BatchDetector(Protocol):
-    """A detector that takes the engine's padded batch.
+    """A detector that takes the inference loop's padded batch.
 
     ``config``: the model's configuration (input settings and class table); ``device``: where
     the batch goes; ``returns_proposals``: whether :meth:`detect_batch` can return the RPN's

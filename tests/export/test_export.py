@@ -117,9 +117,8 @@ def _assert_same(expected: list[Detections], actual: list[Detections]) -> None:
         assert fraction >= 0.99, f"image {i}: {fraction:.3f} of {len(ref)} detections matched"
 
 
-# Every family exports; the default run checks torchvision's and the default preset's, the
-# slow run (CI) the other two as well.
-SLOW_FAMILIES = ("megengine_1x", "detectron2")
+# Every family exports; the default run checks torchvision's, the slow run (CI) every one.
+SLOW_FAMILIES = ("megengine_0x", "megengine_1x", "detectron2")
 
 
 @pytest.fixture(
