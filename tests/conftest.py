@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -10,10 +11,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from helpers.coco_slice import ANN_FILE
 from helpers.models import RES18, custom_config
 from helpers.seeded import DATA, load_shapes, torch_seeded
 
 import fasterrcnn
+from fasterrcnn.data.coco import CocoDataset
 from fasterrcnn.zoo import save_native
 
 TORCHVISION = "torchvision_fasterrcnn_resnet50_fpn"
@@ -57,3 +60,15 @@ def pet_file(pet_model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("native") / "model_final.safetensors"
     save_native(path, pet_model, custom_config(), preset=RES18, metadata={"iteration": "90000"})
     return path
+
+
+@pytest.fixture(scope="session")
+def raw() -> dict:
+    """The COCO slice's instances file, as ``json`` parses it."""
+    return json.loads(ANN_FILE.read_text())
+
+
+@pytest.fixture(scope="session")
+def dataset() -> CocoDataset:
+    """The COCO slice's instances file read by the data layer, with its image folder."""
+    return CocoDataset.load(ANN_FILE, IMAGES)

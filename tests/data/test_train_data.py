@@ -38,13 +38,8 @@ SIDES = (640, 672, 704, 736, 768, 800)
 
 
 @pytest.fixture(scope="module")
-def raw() -> dict:
-    return json.loads(ANN_FILE.read_text())
-
-
-@pytest.fixture(scope="module")
-def coco() -> CocoDataset:
-    return CocoDataset.load(ANN_FILE, IMAGES)
+def coco(dataset) -> CocoDataset:
+    return dataset
 
 
 def training(coco: CocoDataset, cfg: InputConfig = TV, **kwargs) -> TrainingDataset:

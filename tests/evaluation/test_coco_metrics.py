@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers.seeded import DATA
+from helpers.coco_slice import ANN_FILE, LONE_TP_PRECISION, SUBSET
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
@@ -24,25 +24,6 @@ from fasterrcnn.evaluation.results_json import (
     results_to_json,
     write_results,
 )
-
-COCO_DIR = DATA / "coco"
-ANN_FILE = COCO_DIR / "instances_val2017.json"
-IMAGES = COCO_DIR / "val2017"
-EMPTY_IMAGES = (58636, 226111)
-SUBSET = [139, 58636, 87038, 331352]
-# pycocotools' precision is tp / (tp + fp + np.spacing(1)): 1 / (1 + 2**-52) = 1 - 2**-52 where
-# a precision-recall curve has a single valid detection, a true positive (one-instance classes).
-LONE_TP_PRECISION = 1 - 2**-52
-
-
-@pytest.fixture(scope="module")
-def dataset() -> CocoDataset:
-    return CocoDataset.load(ANN_FILE, IMAGES)
-
-
-@pytest.fixture(scope="module")
-def raw() -> dict:
-    return json.loads(ANN_FILE.read_text())
 
 
 def gt_results(dataset: CocoDataset) -> np.ndarray:
