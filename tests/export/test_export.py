@@ -88,16 +88,24 @@ def _images() -> list[np.ndarray]:
 IMAGES_UNDER_TEST = _images()
 
 
-def _small_input(model: fasterrcnn.Detector, score_threshold: float | None) -> fasterrcnn.Detector:
-    """The same network and weights, fed images resized to a short side of 400."""
-    config = replace(model.config, input=replace(model.config.input, short_side=400, max_side=667))
+def _with_settings(
+    model: fasterrcnn.Detector, score_threshold: float | None, short_side: int | None = 400
+) -> fasterrcnn.Detector:
+    """The same network and weights, fed images resized to ``short_side`` (None: the model's
+    own input size), keeping detections from ``score_threshold`` (None: the model's own)."""
+    config = model.config
+    if short_side is not None:
+        max_side = round(short_side * 5 / 3)
+        config = replace(
+            config, input=replace(config.input, short_side=short_side, max_side=max_side)
+        )
     if score_threshold is not None:
         config = replace(
             config, postprocess=replace(config.postprocess, score_threshold=score_threshold)
         )
-    small = fasterrcnn.Detector(config)
-    small.load_state_dict(model.state_dict())
-    return small.eval().to(memory_format=torch.channels_last)
+    variant = fasterrcnn.Detector(config)
+    variant.load_state_dict(model.state_dict())
+    return variant.eval().to(memory_format=torch.channels_last)
 
 
 def _run(model, batch_size: int) -> list[Detections]:
@@ -132,7 +140,7 @@ def family(request, tmp_path_factory):
     """The family's PyTorch model, its detections (batch 1) and a folder for its exports."""
     preset, make_weights, score_threshold = FAMILIES[request.param]
     tmp = tmp_path_factory.mktemp(request.param)
-    model = _small_input(
+    model = _with_settings(
         fasterrcnn.create_model(preset, weights=make_weights(tmp)), score_threshold
     )
     expected = _run(model, batch_size=1)
@@ -161,9 +169,12 @@ def test_torchscript_matches_pytorch(family):
 @pytest.mark.slow
 @pytest.mark.skipif(not HAS_ORT, reason="onnxruntime is not installed")
 def test_default_model_onnx_at_full_size(tmp_path):
-    """The default preset (MegEngine 0.x) at its own 800 x 1333 input."""
-    preset, make_weights, _ = FAMILIES["megengine_0x"]
-    model = fasterrcnn.create_model(preset, weights=make_weights(tmp_path))
+    """The default preset (MegEngine 0.x) at its own 800 x 1333 input (with the family's
+    score threshold, for the uniform image: see FAMILIES)."""
+    preset, make_weights, score_threshold = FAMILIES["megengine_0x"]
+    model = _with_settings(
+        fasterrcnn.create_model(preset, weights=make_weights(tmp_path)), score_threshold, None
+    )
     expected = _run(model, batch_size=1)
     path = export_model(model, tmp_path / "model.onnx", "onnx")
     _assert_same(expected, _run(ExportedModel(path, "onnxruntime"), batch_size=3))
