@@ -42,8 +42,7 @@ class DetectionGraph(nn.Module):
     def forward(
         self, images: Tensor, image_sizes: Tensor, original_sizes: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        raw = self.model(images, image_sizes)
-        detections = self.model.postprocess_detections(raw, image_sizes, original_sizes)
+        detections, _ = self.model.detect_batch(images, image_sizes, original_sizes)
         return detections.boxes, detections.scores, detections.labels, detections.batch_index
 
 

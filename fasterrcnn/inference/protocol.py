@@ -1,6 +1,7 @@
 """What the inference loop runs: one interface for the PyTorch model and exported files.
 
-A :class:`~fasterrcnn.inference.detector.Detector` implements it, and so does the runtime of
+The network (:class:`~fasterrcnn.modeling.faster_rcnn.FasterRCNN`, and so the
+:class:`~fasterrcnn.inference.detector.Detector`) implements it, and so does the runtime of
 an exported file (:class:`~fasterrcnn.export.runtimes.ExportedModel`), so that decoding,
 resizing, batching, results, drawing and evaluation are the same whatever runs the network.
 """

@@ -23,7 +23,7 @@ from fasterrcnn.modeling.postprocess import BatchDetections, DetectionPostProces
 from fasterrcnn.modeling.precision import INFERENCE_PRECISIONS, Precision, autocast_dtype
 from fasterrcnn.modeling.roi_heads import RoIHeads
 from fasterrcnn.modeling.roi_training import RoISamples, roi_losses, sample_rois
-from fasterrcnn.modeling.rpn import RPN, RPNOutput
+from fasterrcnn.modeling.rpn import RPN, Proposals, RPNOutput
 from fasterrcnn.modeling.rpn_training import rpn_losses
 from fasterrcnn.modeling.targets import Targets
 
@@ -60,6 +60,8 @@ class FasterRCNN(nn.Module):
     sampled against ``targets`` (one :class:`Targets` per image); :meth:`losses` turns its
     outputs into the four losses.
     """
+
+    returns_proposals = True  # detect_batch can return the RPN's proposals
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -163,9 +165,23 @@ class FasterRCNN(nn.Module):
         original_sizes: Sequence[ImageSize] | Tensor | None = None,
     ) -> list[ImageDetections]:
         """Forward and post-processing: one :class:`ImageDetections` per image."""
+        detections, _ = self.detect_batch(images, image_sizes, original_sizes)
+        return detections.per_image(images.shape[0])
+
+    def detect_batch(
+        self,
+        images: Tensor,
+        image_sizes: Sequence[ImageSize] | Tensor,
+        original_sizes: Sequence[ImageSize] | Tensor | None = None,
+        *,
+        proposals: bool = False,
+    ) -> tuple[BatchDetections, Proposals | None]:
+        """Forward and post-processing of the whole batch: its detections (``.per_image(N)``
+        splits them) and, when ``proposals``, the RPN's proposals of every image (the
+        interface of :class:`~fasterrcnn.inference.protocol.BatchDetector`)."""
         raw = self(images, image_sizes)
         detections = self.postprocess_detections(raw, image_sizes, original_sizes)
-        return detections.per_image(images.shape[0])
+        return detections, raw.rpn.proposals if proposals else None
 
 
 def size_tensor(sizes: Sequence[ImageSize] | Tensor, device: torch.device) -> Tensor:
