@@ -11,8 +11,6 @@ from typing import Any
 from fasterrcnn.modeling.precision import Precision
 from fasterrcnn.training.schedule import ScheduleName
 
-# The seed recipe's multi-scale training: short sides drawn from 640 to 800 by 32.
-DEFAULT_SHORT_SIDES = (640, 672, 704, 736, 768, 800)
 CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_STATE = "checkpoint_state.pt"
 FINAL = "model_final.safetensors"
@@ -35,7 +33,7 @@ class TrainOptions:
     lr: float | None = None
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    short_sides: tuple[int, ...] = DEFAULT_SHORT_SIDES
+    short_sides: tuple[int, ...] = (640, 672, 704, 736, 768, 800)  # the seed's, by 32
     max_side: int = 1333
     flip_prob: float = 0.5
     clip_grad_norm: float | None = None

@@ -23,7 +23,7 @@ from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.data.train_dataset import TrainingDataset
 from fasterrcnn.evaluation.dataset_run import EvalSet, class_mapping, load_eval_set
 from fasterrcnn.inference.detector import Detector
-from fasterrcnn.training.options import DEFAULT_SHORT_SIDES
+from fasterrcnn.training.options import TrainOptions
 from fasterrcnn.zoo.body_weights import load_body_weights
 from fasterrcnn.zoo.factory import create_model, get_preset
 from fasterrcnn.zoo.presets import DEFAULT_MODEL
@@ -150,8 +150,8 @@ def prepare_training(
     weights: str | Path | None = None,
     pretrained: bool = False,
     body_weights: str | Path | None = None,
-    short_sides: tuple[int, ...] = DEFAULT_SHORT_SIDES,
-    max_side: int = 1333,
+    short_sides: tuple[int, ...] = TrainOptions.short_sides,
+    max_side: int = TrainOptions.max_side,
     eval_annotations: str | Path | None = None,
     eval_images: str | Path | None = None,
     device: str = "cpu",
