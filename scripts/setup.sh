@@ -23,4 +23,4 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip_install "torch==2.13.0"
 fi
 pip_install -e ".[dev,serve,export]"
-.venv/bin/python -c "import fasterrcnn, PIL, pytest, pycocotools, faster_coco_eval, fastapi, uvicorn, multipart, selenium, onnx, onnxruntime, openvino"
+.venv/bin/python -c "import fasterrcnn, PIL, yaml, matplotlib, pytest, pycocotools, faster_coco_eval, fastapi, uvicorn, multipart, selenium, onnx, onnxruntime, openvino"

@@ -21,7 +21,7 @@ RANKS: list[set[str]] = [
     {"distributed"},  # processes of a torchrun job
     {"inference"},  # Detector, the inference loop, Detections, drawing, memory
     {"zoo"},  # presets, checkpoint files, key maps, downloads, create_model
-    {"evaluation"},  # COCO metrics, results files, evaluate()
+    {"evaluation", "dataset_tools"},  # COCO metrics, evaluate(); dataset stats, drawings, conversion
     {"training", "serving", "export"},
     {"cli", "compat", "engine"},  # the command line; adapters and old import paths
     {"package"},  # fasterrcnn/__init__.py and __main__.py
@@ -154,6 +154,8 @@ def test_modules_are_read_in_one_sitting() -> None:
 # What the command line may reach below the library's rooms: image listing, the error types
 # and precisions. No dataset building, no network, no ops.
 CLI_MAY_IMPORT_LOW = {
+    "fasterrcnn.data.coco",
+    "fasterrcnn.data.dataset_files",
     "fasterrcnn.data.images",
     "fasterrcnn.data.json_checks",
     "fasterrcnn.modeling.precision",

@@ -1,5 +1,5 @@
 """Command line: ``fasterrcnn detect``, ``eval``, ``train``, ``serve``, ``export``, ``models``,
-``download`` and ``convert``, one module each (``add_parser`` and ``run``).
+``download``, ``convert`` and ``data``, one module each (``add_parser`` and ``run``).
 
 Every expected failure (a bad image, a bad checkpoint, an unknown model, a bad annotation
 file, no network) is one line on stderr and a non-zero exit status: 1 when some images failed
@@ -16,13 +16,23 @@ import logging
 import os
 import sys
 
-from fasterrcnn.cli import convert, detect, download, evaluate, export, models, serve, train
+from fasterrcnn.cli import (
+    convert,
+    data,
+    detect,
+    download,
+    evaluate,
+    export,
+    models,
+    serve,
+    train,
+)
 from fasterrcnn.cli.common import CLIError, log_to_stderr
 from fasterrcnn.distributed import shutdown
 from fasterrcnn.inference.memory import limit_kernel_cache, memory_policy
 
 # In the order ``fasterrcnn --help`` lists them.
-COMMANDS = (detect, evaluate, train, serve, export, models, download, convert)
+COMMANDS = (detect, evaluate, train, serve, export, models, download, convert, data)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,8 +13,10 @@ from fasterrcnn.cli.common import (
     start_processes,
 )
 from fasterrcnn.data.images import list_images
+from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.export.runtimes import BACKENDS, ExportedModel, RuntimeLoadError
 from fasterrcnn.inference.folder_output import detect_into_folder
+from fasterrcnn.inference.label_output import LABEL_FORMATS, LABEL_OUTPUTS
 from fasterrcnn.inference.protocol import BatchDetector
 
 
@@ -29,6 +31,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     detect.add_argument("--out", default="out", help="output directory (default: out)")
     detect.add_argument("--score-threshold", type=float, default=0.5, help="(default 0.5)")
     detect.add_argument("--no-draw", action="store_true", help="write the JSON files only")
+    outputs = ", ".join(
+        f"{fmt}: {name}{'' if '.' in name else '/'}" for fmt, name in LABEL_OUTPUTS.items()
+    )
+    detect.add_argument(
+        "--save-labels",
+        action="append",
+        choices=LABEL_FORMATS,
+        default=[],
+        metavar="FORMAT",
+        help="also write the detections (after --score-threshold) of the images read as a "
+        f"dataset in --out, replacing an earlier run's (repeatable): {outputs}. VOC: an XML "
+        "per image and classes.txt; YOLO: data.yaml, labels/train/ and images/train/ linking "
+        "to the images; Label Studio: pre-annotations with the scores",
+    )
     detect.add_argument(
         "--backend",
         choices=("pytorch", *BACKENDS),
@@ -59,15 +75,20 @@ def run(args: argparse.Namespace) -> int:
             model, paths, out, batch_size=args.batch_size, workers=args.workers,
             score_threshold=args.score_threshold, draw=not args.no_draw,
             on_error=lambda err: print_above_progress(f"fasterrcnn: skipped: {err}"),
+            save_labels=list(dict.fromkeys(args.save_labels)),
         )  # fmt: skip
     except OSError as err:
         raise CLIError(f"--out {out}: {err}") from None
+    except DatasetError as err:
+        raise CLIError(f"--save-labels: {err}") from None
     if context.is_main:
         line = (
             f"{summary.images} image(s), {summary.detections} detection(s) written to {out}/ "
             f"({summary.seconds_per_image:.2f} s/image)"
         )
         print(line + (f"; {summary.failed} failed" if summary.failed else ""))
+        for path in summary.labels:
+            print(f"labels written to {path}")
     return 1 if summary.failed else 0
 
 

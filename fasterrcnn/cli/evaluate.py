@@ -14,6 +14,8 @@ from fasterrcnn.cli.common import (
     load_model,
     start_processes,
 )
+from fasterrcnn.cli.dataset_options import add_dataset_options, needs_image_folder
+from fasterrcnn.data.dataset_files import EVAL_SPLIT
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.coco_metrics import CocoMetrics
 from fasterrcnn.evaluation.dataset_run import load_eval_set
@@ -24,19 +26,15 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate = commands.add_parser(
         "eval",
         help="COCO bbox evaluation of a model, or of a results file",
-        description="Run a model on a COCO-format dataset and evaluate it with pycocotools; "
-        "without --images, evaluate an existing --results file.",
+        description="Run a model on a dataset (COCO, Pascal VOC or YOLO) and evaluate it with "
+        "pycocotools' COCO metrics; or evaluate an existing --results file.",
     )
-    evaluate.add_argument(
-        "--annotations", required=True, metavar="FILE", help="COCO instances JSON"
-    )
-    evaluate.add_argument(
-        "--images", metavar="DIR", help="folder of the images the annotation file lists"
-    )
+    add_dataset_options(evaluate, default_split=EVAL_SPLIT)
     evaluate.add_argument(
         "--results",
         metavar="FILE",
-        help="COCO results JSON to write (with --images) or to evaluate (without)",
+        help="COCO results JSON to write (when a model runs) or to evaluate (without --images; "
+        "for a dataset that names its images, an existing file and no --model/--weights)",
     )
     evaluate.add_argument(
         "--metrics", metavar="FILE", help="write the metrics as JSON to this file"
@@ -68,21 +66,28 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(
             "--evaluator faster-coco-eval needs its package: pip install faster-coco-eval"
         )
-    if args.images is None:
-        if args.results is None:
-            raise CLIError("give --images DIR to run a model, or --results FILE to evaluate")
+    dataset_options = {"format": args.format, "split": args.split, "classes": args.classes}
+    if _results_mode(args):
         try:
-            run = evaluate_results_file(args.annotations, args.results, args.evaluator)
+            run = evaluate_results_file(
+                args.annotations, args.results, args.evaluator, images=args.images,
+                **dataset_options,
+            )  # fmt: skip
         except (DatasetError, OSError, ImportError) as err:
             raise CLIError(str(err)) from None
         _report(run.metrics, args.metrics, run.evaluation_seconds)
         return 0
+    if args.images is None and needs_image_folder(args.annotations, args.format):
+        raise CLIError("give --images DIR to run a model, or --results FILE to evaluate")
     if args.max_images is not None and args.max_images < 1:
         raise CLIError(f"--max-images must be at least 1, not {args.max_images}")
     check_output(args.results, "--results")
     context, device = start_processes(args.device)
     try:
-        eval_set = load_eval_set(args.annotations, args.images, args.max_images, args.allow_missing)
+        eval_set = load_eval_set(
+            args.annotations, args.images, args.max_images, args.allow_missing,
+            **dataset_options,
+        )  # fmt: skip
     except DatasetError as err:
         raise CLIError(str(err)) from None
     model = load_model(args.model, args.weights, device, args.precision)
@@ -99,6 +104,17 @@ def run(args: argparse.Namespace) -> int:
               f"({run.images_run / seconds:.2f} images/s, {run.processes} process(es))")  # fmt: skip
         _report(run.metrics, args.metrics, run.evaluation_seconds)
     return 1 if run.failures else 0
+
+
+def _results_mode(args: argparse.Namespace) -> bool:
+    """Whether ``--results`` is a file to evaluate rather than one to write: without
+    ``--images``, for a dataset that needs them; for one that names its images, when the
+    file exists and no model is named."""
+    if args.results is None or args.images is not None:
+        return False
+    if needs_image_folder(args.annotations, args.format):
+        return True
+    return Path(args.results).is_file() and args.model is None and args.weights is None
 
 
 def _report(metrics: CocoMetrics, metrics_file: str | None, seconds: float) -> None:

@@ -22,6 +22,7 @@ from fasterrcnn.data.json_checks import (
     kind,
     read_json,
 )
+from fasterrcnn.data.load_report import LoadReport
 
 
 @dataclass(frozen=True)
@@ -167,8 +168,14 @@ class CocoDataset:
         image_entries: list[dict[str, Any]],
         annotations: list[dict[str, Any]],
         categories: list[dict[str, Any]],
+        report: LoadReport | None = None,
+        source: str | None = None,
     ) -> None:
         self.path = path
+        self.source = source or (str(path) if path is not None else "annotations dict")
+        """What error messages call the dataset: its file or folder."""
+        self.report = report or LoadReport()
+        """What the reader repaired and dropped (see :mod:`~fasterrcnn.data.load_report`)."""
         self.image_root = image_root
         self.images = images
         self.classes = ClassTable.from_categories(categories)
@@ -187,18 +194,21 @@ class CocoDataset:
         image_root: str | Path | None = None,
         *,
         strict_boxes: bool = True,
+        source: str | None = None,
+        report: LoadReport | None = None,
     ) -> CocoDataset:
         """Read and validate an instances JSON file (or its already parsed dict).
 
         ``strict_boxes=False`` accepts bboxes of negative width or height (kept as they are,
         their filled-in ``area`` negative too) for a reader that drops and counts them itself,
         as :class:`~fasterrcnn.data.train_dataset.TrainingDataset` does; evaluation keeps the
-        default, which rejects them.
+        default, which rejects them. ``source`` names a parsed dict in error messages (the
+        file a reader of another format built it from) and ``report`` is that reader's.
         """
         path: Path | None = None
         if isinstance(annotations, Mapping):
             data: Any = annotations
-            source = "annotations dict"
+            source = source or "annotations dict"
         else:
             path = Path(annotations)
             source = str(path)
@@ -230,6 +240,8 @@ class CocoDataset:
             [dict(entry) for entry in image_entries],
             filled,
             [dict(category) for category in categories],
+            report,
+            source,
         )
 
     def __len__(self) -> int:

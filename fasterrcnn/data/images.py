@@ -86,6 +86,31 @@ def _check_pixels(data: bytes, name: str, max_pixels: int) -> None:
         )
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(height, width) of the image file ``path`` as :func:`read_image` decodes it, from its
+    header alone (no pixel is decoded): an EXIF orientation that turns the image by 90
+    degrees swaps the two, as decoding does."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as header:
+                width, height = header.size
+                orientation = header.getexif().get(_EXIF_ORIENTATION, 1)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path}: is a directory, not an image") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        raise ImageError(f"{path}: not a readable image") from None
+    if orientation in (5, 6, 7, 8):  # transposed or turned by 90 or 270 degrees
+        width, height = height, width
+    return height, width
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
 def to_rgb(image: np.ndarray, channels: str) -> np.ndarray:
     """Check an HxWx3 uint8 array in ``channels`` order and return it as RGB."""
     if channels not in ("RGB", "BGR"):

@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from fasterrcnn.data.class_mapping import ClassMapping
 from fasterrcnn.data.coco import CocoDataset
+from fasterrcnn.data.dataset_files import EVAL_SPLIT, load_dataset
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.distributed import current_context, gather_to_main
 from fasterrcnn.evaluation.results_json import results_from_detections
@@ -75,13 +76,23 @@ def select_images(
 
 def load_eval_set(
     annotations: str | Path,
-    images: str | Path,
+    images: str | Path | None = None,
     max_images: int | None = None,
     allow_missing: bool = False,
+    *,
+    format: str | None = None,
+    split: str | None = None,
+    classes: str | Path | None = None,
 ) -> EvalSet:
-    """The dataset of an instances file and its image folder, and the images to run (see
-    :func:`select_images`); a :class:`DatasetError` names any problem."""
-    dataset = CocoDataset.load(annotations, images)
+    """The dataset at ``annotations`` in any format (a YOLO dataset's ``val`` split unless
+    ``split`` names another; see :func:`~fasterrcnn.data.dataset_files.load_dataset`) and the
+    images to run (see :func:`select_images`); a :class:`DatasetError` names any problem."""
+    dataset = load_dataset(
+        annotations, images, format=format, split=split, classes=classes,
+        default_split=EVAL_SPLIT,
+    )  # fmt: skip
+    if dataset.image_root is None:
+        raise DatasetError(f"{annotations}: give the image folder (images=...)")
     return EvalSet(dataset, select_images(dataset, max_images, allow_missing))
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fasterrcnn.data.coco import CocoDataset
+from fasterrcnn.data.dataset_files import EVAL_SPLIT, load_dataset
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.distributed import broadcast_from_main, current_context
 from fasterrcnn.evaluation.coco_metrics import Backend, CocoMetrics, evaluate_results
@@ -45,9 +46,12 @@ class EvaluationRun:
 
 def evaluate(
     model: BatchDetector,
-    images: str | Path,
+    images: str | Path | None,
     annotations: str | Path,
     *,
+    format: str | None = None,
+    split: str | None = None,
+    classes: str | Path | None = None,
     batch_size: int = 1,
     workers: int = 0,
     max_images: int | None = None,
@@ -56,8 +60,11 @@ def evaluate(
     backend: Backend = "pycocotools",
     progress: bool = True,
 ) -> CocoMetrics:
-    """COCO bbox metrics of ``model`` on the images of folder ``images`` listed in the
-    instances file ``annotations``.
+    """COCO bbox metrics of ``model`` on the images of folder ``images`` labelled by
+    ``annotations``: a COCO instances file, a Pascal VOC folder or root, or a YOLO
+    ``data.yaml`` (its ``val`` split unless ``split`` names another); ``images`` may be None
+    where the dataset names its images. ``format`` and ``classes`` as in
+    :func:`~fasterrcnn.data.dataset_files.load_dataset`.
 
     Under ``torchrun`` (a process group joined with
     :func:`fasterrcnn.distributed.init_distributed`) each process runs its shard and every
@@ -65,7 +72,10 @@ def evaluate(
     Images that cannot be read are logged and left out of the evaluation. ``progress`` shows
     a progress bar (images/s, ETA) on stderr.
     """
-    eval_set = load_eval_set(annotations, images, max_images, allow_missing)
+    eval_set = load_eval_set(
+        annotations, images, max_images, allow_missing, format=format, split=split,
+        classes=classes,
+    )  # fmt: skip
     run = evaluate_set(
         model, eval_set, batch_size=batch_size, workers=workers, results_file=results_file,
         backend=backend, progress=progress,
@@ -140,11 +150,22 @@ def evaluate_found(
 
 
 def evaluate_results_file(
-    annotations: str | Path, results_file: str | Path, backend: Backend = "pycocotools"
+    annotations: str | Path,
+    results_file: str | Path,
+    backend: Backend = "pycocotools",
+    *,
+    images: str | Path | None = None,
+    format: str | None = None,
+    split: str | None = None,
+    classes: str | Path | None = None,
 ) -> EvaluationRun:
-    """COCO bbox metrics of a results JSON (as ``--results`` writes it) against the
-    instances file ``annotations``; a :class:`DatasetError` names a problem with either."""
-    dataset = CocoDataset.load(annotations)
+    """COCO bbox metrics of a results JSON (as ``--results`` writes it, with the dataset's
+    category ids) against the dataset ``annotations`` in any format (as
+    :func:`evaluate` reads it); a :class:`DatasetError` names a problem with either."""
+    dataset = load_dataset(
+        annotations, images, format=format, split=split, classes=classes,
+        default_split=EVAL_SPLIT,
+    )  # fmt: skip
     results = load_results(results_file, dataset)
     start = time.perf_counter()
     metrics = evaluate_results(dataset, results, backend=backend)

@@ -1,0 +1,1 @@
+"""Dataset tools: statistics, drawings of the ground truth and conversion between formats."""
