@@ -1,7 +1,9 @@
 """Faster R-CNN (ResNet + FPN) object detection in PyTorch."""
 
 from fasterrcnn.config import ModelConfig
+from fasterrcnn.data.dataset_files import load_dataset
 from fasterrcnn.data.images import ImageError, read_image
+from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.evaluate import evaluate
 from fasterrcnn.inference.detections import Detections
 from fasterrcnn.inference.detector import Detector
@@ -20,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "DatasetError",
     "Detections",
     "Detector",
     "DownloadError",
@@ -32,5 +35,6 @@ __all__ = [
     "get_preset",
     "iter_detections",
     "list_models",
+    "load_dataset",
     "read_image",
 ]

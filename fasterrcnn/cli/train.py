@@ -7,8 +7,11 @@ import logging
 from pathlib import Path
 
 from fasterrcnn.cli.common import CLIError, model_name, non_negative, positive, start_processes
+from fasterrcnn.cli.dataset_options import add_dataset_options, needs_image_folder
+from fasterrcnn.data.dataset_files import EVAL_SPLIT, FORMATS, TRAIN_SPLIT
 from fasterrcnn.data.images import ImageError
 from fasterrcnn.data.json_checks import DatasetError
+from fasterrcnn.evaluation.coco_metrics import STAT_NAMES
 from fasterrcnn.zoo import CheckpointError, DownloadError, UnknownModelError
 from fasterrcnn.zoo.presets import DEFAULT_MODEL
 
@@ -18,13 +21,13 @@ logger = logging.getLogger("fasterrcnn")
 def add_parser(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser(
         "train",
-        help="train or fine-tune a model on a COCO-format dataset",
+        help="train or fine-tune a model on a COCO, Pascal VOC or YOLO dataset",
         description="Train a model (from a preset's weights, a checkpoint, an ImageNet body or "
-        "from scratch) on a COCO-format dataset; under torchrun with DDP. Writes checkpoints, "
-        "metrics.jsonl and model_final.safetensors into --output.",
+        "from scratch) on a dataset in COCO, Pascal VOC or YOLO format; under torchrun with "
+        "DDP. Writes checkpoints, metrics.jsonl, model_best.safetensors (with an evaluation "
+        "set) and model_final.safetensors into --output.",
     )
-    train.add_argument("--images", required=True, metavar="DIR", help="training images")
-    train.add_argument("--annotations", required=True, metavar="FILE", help="instances JSON")
+    add_dataset_options(train, default_split=TRAIN_SPLIT)
     train.add_argument("--model", metavar="NAME", help=f"preset (default {DEFAULT_MODEL})")
     start = train.add_mutually_exclusive_group()
     start.add_argument("--weights", metavar="PATH", help="detector checkpoint to start from")
@@ -48,8 +51,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="short sides to draw from (default 640 672 704 736 768 800)",
     )  # fmt: skip
     train.add_argument("--max-side", type=positive, default=1333, metavar="M", help="(1333)")
-    train.add_argument("--eval-images", metavar="DIR", help="evaluation images")
-    train.add_argument("--eval-annotations", metavar="FILE", help="evaluation instances JSON")
+    train.add_argument(
+        "--eval-annotations",
+        metavar="PATH",
+        help="evaluation set, in any format (as --annotations)",
+    )
+    train.add_argument("--eval-images", metavar="DIR", help="its images (as --images)")
+    train.add_argument("--eval-format", choices=FORMATS, help="its format (default: from the path)")
+    train.add_argument(
+        "--eval-split", metavar="NAME", help=f"its split (default {EVAL_SPLIT}, as eval's)"
+    )
     train.add_argument(
         "--eval-period", type=non_negative, default=0, metavar="N",
         help="evaluate every N iterations (0: at the end only)",
@@ -58,6 +69,26 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--checkpoint-period", type=positive, default=5000, metavar="N", help="(5000)"
     )
     train.add_argument("--log-period", type=positive, default=20, metavar="N", help="(20)")
+    train.add_argument(
+        "--drop-empty", action="store_true",
+        help="drop the images without a usable box (default: train on them as background)",
+    )  # fmt: skip
+    train.add_argument(
+        "--use-difficult", action="store_true",
+        help="train on crowd (VOC difficult) boxes like the others (default: left out)",
+    )  # fmt: skip
+    train.add_argument(
+        "--repeat-threshold", type=_positive_float, metavar="T",
+        help="repeat the images of classes in fewer than a fraction T of the images (LVIS)",
+    )  # fmt: skip
+    train.add_argument(
+        "--best-metric", choices=STAT_NAMES, metavar="KEY",
+        help="COCO metric of model_best.safetensors and --patience (AP; AP50, APs, AR100...)",
+    )  # fmt: skip
+    train.add_argument(
+        "--patience", type=positive, metavar="N",
+        help="stop after N evaluations in a row without a better --best-metric",
+    )  # fmt: skip
     train.add_argument("--resume", action="store_true", help="continue the run in --output")
     train.add_argument(
         "--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
@@ -70,14 +101,34 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     train.set_defaults(run=run)
 
 
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number > 0, not {text}")
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     # Imported here: the other commands start faster without the training modules.
     from fasterrcnn.training import TrainingError, TrainOptions, prepare_training, train
     from fasterrcnn.training.options import check_output_folder
 
     logger.setLevel(logging.INFO)
-    if (args.eval_images is None) != (args.eval_annotations is None):
-        raise CLIError("give --eval-images and --eval-annotations together")
+    if args.images is None and needs_image_folder(args.annotations, args.format):
+        raise CLIError(f"{args.annotations}: give the folder of the training images, --images DIR")
+    if args.eval_annotations is None and args.eval_images is not None:
+        raise CLIError("--eval-images needs --eval-annotations")
+    if (
+        args.eval_annotations is not None
+        and args.eval_images is None
+        and needs_image_folder(args.eval_annotations, args.eval_format)
+    ):
+        raise CLIError(f"{args.eval_annotations}: give its image folder, --eval-images DIR")
+    if args.eval_annotations is None and (args.best_metric or args.patience):
+        raise CLIError("--best-metric and --patience need an evaluation set, --eval-annotations")
     if args.precision == "fp16" and not args.device.startswith("cuda"):
         raise CLIError("--precision fp16 needs --device cuda (on CPU use bf16)")
     output = Path(args.output)
@@ -94,6 +145,9 @@ def run(args: argparse.Namespace) -> int:
             pretrained=args.pretrained, body_weights=args.body_weights,
             short_sides=short_sides, max_side=args.max_side,
             eval_annotations=args.eval_annotations, eval_images=args.eval_images, device=device,
+            drop_empty=args.drop_empty, use_crowd=args.use_difficult, format=args.format,
+            split=args.split, classes=args.classes, eval_format=args.eval_format,
+            eval_split=args.eval_split,
         )  # fmt: skip
     except (DatasetError, UnknownModelError, CheckpointError) as err:
         raise CLIError(str(err)) from None
@@ -104,7 +158,9 @@ def run(args: argparse.Namespace) -> int:
         max_iter=args.max_iter, lr=args.lr, short_sides=short_sides, max_side=args.max_side,
         clip_grad_norm=args.clip_grad, precision=args.precision, workers=args.workers,
         seed=args.seed, log_period=args.log_period, checkpoint_period=args.checkpoint_period,
-        eval_period=args.eval_period, resume=args.resume,
+        eval_period=args.eval_period, resume=args.resume, drop_empty=args.drop_empty,
+        use_crowd=args.use_difficult, repeat_threshold=args.repeat_threshold,
+        best_metric=args.best_metric or "AP", patience=args.patience,
     )  # fmt: skip
     try:
         train(prepared.model, prepared.data, options, evaluation=prepared.evaluation, preset=name)

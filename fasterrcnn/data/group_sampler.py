@@ -9,32 +9,40 @@ ranks' batches of an iteration are disjoint.
 
 The schedule, from iteration 0:
 
-* epoch ``e`` visits all images in a random order drawn from ``seed`` and ``e``;
-* each image goes into the bucket of its group; a bucket that holds ``batch_size *
-  world_size`` images is a global batch (the next iteration) and starts empty again;
+* epoch ``e`` visits all images in a random order drawn from ``seed`` and ``e``; with
+  ``repeat_factors`` (:mod:`fasterrcnn.data.repeat_factors`) image ``i`` occurs
+  ``floor(r_i)`` times, plus once more with probability ``frac(r_i)`` drawn from ``seed`` and
+  ``e``, and the epoch visits all these occurrences in a random order;
+* each occurrence goes into the bucket of its image's group; a bucket that holds
+  ``batch_size * world_size`` images is a global batch (the next iteration) and starts empty
+  again;
 * images left in a bucket when an epoch ends stay there and are batched with the next
   epoch's images of their group (carry-over: no image is dropped, and an epoch's batches may
   hold a few images of the previous epoch);
-* an image still waiting in its bucket from the previous epoch when the new epoch reaches it
-  again waits, that new occurrence, for the bucket's next batch: a global batch never holds
-  an image twice;
+* a global batch never holds an image twice: an occurrence of an image that is already in
+  its bucket (carried over, or repeated) waits, in arrival order, and fills the bucket's next
+  batches before any new occurrence. An image waits at most ``ceil(r_i)`` times (once
+  without repeat factors); a further occurrence, which only comes when an image's factor
+  exceeds the number of batches its group fills per epoch, is dropped;
 * a group with fewer images than one global batch could never fill a bucket: its images join
   the largest group (:attr:`GroupedBatchSampler.merged_groups` lists such groups).
 
-So up to the end of epoch ``E`` every image has been batched ``E + 1`` times, except fewer
-than one global batch per group, waiting in the buckets, batched ``E`` times.
+So without repeat factors, up to the end of epoch ``E`` every image has been batched
+``E + 1`` times, except fewer than one global batch per group, waiting in the buckets,
+batched ``E`` times.
 
 Each yielded item is a :class:`SampleKey` ``(dataset_index, seed, iteration)``: the image's
 dataset index, a seed for its random augmentation that depends only on (``seed``, iteration,
 position in the global batch), and the iteration. ``start_iteration=k`` recomputes the
 schedule from iteration 0 (bucketing indices only, no image work) and yields from iteration
-``k`` on exactly what an uninterrupted sampler yields. The schedule uses ``torch.randperm``:
-a resumed run must use the same torch version to get the same orders.
+``k`` on exactly what an uninterrupted sampler yields. The schedule uses ``torch.randperm``
+and ``torch.rand``: a resumed run must use the same torch version to get the same orders.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -44,6 +52,7 @@ from typing import NamedTuple
 import torch
 from torch.utils.data import Sampler
 
+from fasterrcnn.data.repeat_factors import check_factors, epoch_counts
 from fasterrcnn.data.shard_sampler import check_int
 
 # Seeds derived by hashing are taken to 63 bits (they fit a signed int64 and torch.Generator).
@@ -94,7 +103,8 @@ def epoch_order(num_items: int, seed: int, epoch: int) -> list[int]:
 class GroupedBatchSampler(Sampler[list[SampleKey]]):
     """Endless batches of ``batch_size`` :class:`SampleKey` of one group for rank ``rank``.
 
-    ``groups[i]`` is the group id (any integer) of dataset index ``i``. See the module
+    ``groups[i]`` is the group id (any integer) of dataset index ``i``; ``repeat_factors[i]``
+    (each >= 1, None: all 1) how often it occurs per epoch on average. See the module
     docstring for the schedule. Iterating again starts again at ``start_iteration``; the
     ``j``-th batch yielded is iteration ``start_iteration + j`` (also in each key).
     """
@@ -107,6 +117,7 @@ class GroupedBatchSampler(Sampler[list[SampleKey]]):
         rank: int = 0,
         world_size: int = 1,
         start_iteration: int = 0,
+        repeat_factors: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         self.batch_size = check_int("batch_size", batch_size, 1)
@@ -134,30 +145,54 @@ class GroupedBatchSampler(Sampler[list[SampleKey]]):
         merged = set(self.merged_groups)
         self.groups: tuple[int, ...] = tuple(largest if g in merged else g for g in groups)
         """The group each image is batched in (after merging)."""
+        self.repeat_factors: tuple[float, ...] | None = None
+        """Each image's repeat factor, or None (every image once per epoch)."""
+        self._max_waiting = [1] * len(groups)
+        if repeat_factors is not None:
+            self.repeat_factors = check_factors(repeat_factors, len(groups))
+            self._max_waiting = [math.ceil(f) for f in self.repeat_factors]
 
     @property
     def global_batch_size(self) -> int:
         return self.batch_size * self.world_size
 
+    def epoch_visits(self, epoch: int) -> list[int]:
+        """The dataset indices epoch ``epoch`` visits, in order (with repeats, if any)."""
+        if self.repeat_factors is None:
+            return epoch_order(len(self.groups), self.seed, epoch)
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, 2, epoch))
+        counts = epoch_counts(self.repeat_factors, generator)
+        occurrences = [i for i, n in enumerate(counts) for _ in range(n)]
+        return [occurrences[j] for j in epoch_order(len(occurrences), self.seed, epoch)]
+
     def global_batches(self) -> Iterator[GlobalBatch]:
         """The schedule shared by all ranks, from iteration 0, endless."""
         size = self.global_batch_size
         buckets: dict[int, list[int]] = {}
-        waiting: dict[int, list[int]] = {}  # next epoch's occurrences of images still in a bucket
+        waiting: dict[int, list[int]] = {}  # occurrences of images already in their bucket
         iteration = 0
         for epoch in count():
-            for index in epoch_order(len(self.groups), self.seed, epoch):
+            for index in self.epoch_visits(epoch):
                 group = self.groups[index]
                 bucket = buckets.setdefault(group, [])
                 if index in bucket:
-                    waiting.setdefault(group, []).append(index)
+                    queue = waiting.setdefault(group, [])
+                    if queue.count(index) < self._max_waiting[index]:
+                        queue.append(index)
                     continue
                 bucket.append(index)
-                if len(bucket) == size:
+                while len(bucket) == size:
                     yield GlobalBatch(iteration, epoch, group, tuple(bucket))
                     iteration += 1
-                    # Fewer than `size` wait (one per carried-over image), all distinct.
-                    buckets[group] = waiting.pop(group, [])
+                    bucket = buckets[group] = []
+                    still: list[int] = []
+                    for queued in waiting.pop(group, []):
+                        if len(bucket) < size and queued not in bucket:
+                            bucket.append(queued)
+                        else:
+                            still.append(queued)
+                    if still:
+                        waiting[group] = still
 
     def __iter__(self) -> Iterator[list[SampleKey]]:
         first = self.rank * self.batch_size

@@ -1,22 +1,31 @@
 """Training samples from a COCO dataset: filtered boxes, multi-scale resize, horizontal flip.
 
 :class:`TrainingDataset` filters the annotations once, at construction, without decoding any
-image, in this order (each annotation is counted under the first reason that drops it):
+image (:mod:`fasterrcnn.data.box_filter`), in this order (each annotation is counted under the
+first reason that drops it):
 
-1. crowd annotations (``iscrowd == 1``) are dropped;
+1. crowd annotations (``iscrowd == 1``, which also marks Pascal VOC "difficult" objects) are
+   dropped, unless ``use_crowd=True``: then they are trained on as ordinary boxes;
 2. annotations whose category id is not in the model's class table are dropped;
 3. ``bbox`` (x, y, w, h) becomes (x1, y1, x2, y2) and is clipped to the image
    (``[0, width] x [0, height]`` of the file's image entry); boxes whose width or height is
    then <= 0 are dropped as degenerate (negative sizes in the file included, see
    ``CocoDataset.load(..., strict_boxes=False)``), the others that clipping changed are
    counted as clipped;
-4. images left without a box are dropped.
+4. an image left without a box is kept as a background-only image (every anchor and RoI of
+   it is a negative), except that
+   - an image that had a dropped crowd box of one of the model's classes is dropped (a crowd
+     region is not background; counted as ``crowd_images_dropped``), and
+   - with ``drop_empty=True`` every image left without a box is dropped (``images_dropped``).
+
+A dataset left without any box at all is a :class:`~fasterrcnn.data.coco.DatasetError`.
 
 An image entry without ``width`` and ``height`` cannot be clipped before it is decoded: its
 boxes of size <= 0 are dropped (and counted) at construction, and the clipping to the
 decoded image, with the drop of boxes it leaves empty, happens in every ``__getitem__``
-(not counted; such an image may then have no box). An image whose decoded size differs from
-its entry's size is an :class:`~fasterrcnn.data.images.ImageError` when it is loaded.
+(not counted; such an image may then have no box, and trains as background). An image whose
+decoded size differs from its entry's size is an :class:`~fasterrcnn.data.images.ImageError`
+when it is loaded.
 
 Item ``SampleKey(index, seed)`` is the kept image ``index`` augmented by draws from
 ``random.Random(seed)``: a short side from ``short_sides`` (uniform), then a horizontal flip
@@ -24,16 +33,13 @@ with probability ``flip_prob``. It is resized as inference resizes for that shor
 ``max_side`` and normalized. A sample is a function of its key only, whichever process or
 worker computes it (the ``torch_bilinear`` resize may differ in the last bits with the number
 of threads it runs on, as in inference; the cv2 and Pillow resizes do not).
-
-The per-image data is kept in a few numpy arrays, not in Python objects per image or box,
-so that ``DataLoader`` workers share it with the main process instead of copying it.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from operator import index as as_index
 from pathlib import Path
 from typing import Any
@@ -43,6 +49,7 @@ import torch
 from torch.utils.data import Dataset
 
 from fasterrcnn.config import ClassTable, InputConfig
+from fasterrcnn.data.box_filter import FilterCounts, filter_annotations
 from fasterrcnn.data.coco import CocoDataset, DatasetError
 from fasterrcnn.data.group_sampler import SampleKey
 from fasterrcnn.data.images import ImageError, read_image
@@ -56,42 +63,14 @@ TALL = 1  # height > width
 UNSIZED = 2  # no width/height in the annotation file
 
 
-@dataclass(frozen=True)
-class FilterCounts:
-    """What the construction-time filtering kept and dropped (see the module docstring)."""
-
-    images_kept: int
-    images_dropped: int  # left without a usable box
-    boxes_kept: int
-    crowd_dropped: int
-    outside_classes_dropped: int  # category not in the class table
-    degenerate_dropped: int  # width or height <= 0 after clipping
-    boxes_clipped: int  # kept boxes that clipping changed
-
-    def line(self) -> str:
-        """One line for a training log."""
-        return (
-            f"training images: {self.images_kept} kept, {self.images_dropped} dropped without "
-            f"a usable box; boxes: {self.boxes_kept} kept ({self.boxes_clipped} clipped to "
-            f"the image), dropped: {self.crowd_dropped} crowd, {self.outside_classes_dropped} "
-            f"of categories outside the class table, {self.degenerate_dropped} degenerate"
-        )
-
-
-def _xyxy_clipped(bbox: list[float], height: int | None, width: int | None) -> list[float]:
-    x, y, w, h = (float(v) for v in bbox)
-    box = [x, y, x + w, y + h]
-    if height is None or width is None:
-        return box
-    return [min(max(v, 0.0), limit) for v, limit in zip(box, (width, height) * 2, strict=True)]
-
-
 class TrainingDataset(Dataset[TrainingSample]):
-    """The images of ``dataset`` with at least one usable box, as augmented training samples.
+    """The kept images of ``dataset`` (see the module docstring) as augmented training samples.
 
     ``classes``: the model's class table (labels are indices into it); ``cfg``: the model's
     input config, whose ``short_side`` and ``max_side`` are replaced per sample by one of
     ``short_sides`` and ``max_side``. ``dataset`` must have been loaded with an image folder.
+    ``drop_empty``: drop the images left without a box instead of keeping them as background;
+    ``use_crowd``: train on crowd (difficult) boxes as on the others.
     """
 
     def __init__(
@@ -102,6 +81,9 @@ class TrainingDataset(Dataset[TrainingSample]):
         short_sides: Sequence[int],
         max_side: int,
         flip_prob: float = 0.5,
+        *,
+        drop_empty: bool = False,
+        use_crowd: bool = False,
     ) -> None:
         self.source = str(dataset.path) if dataset.path is not None else "annotations dict"
         if dataset.image_root is None:
@@ -115,61 +97,13 @@ class TrainingDataset(Dataset[TrainingSample]):
         if not (isinstance(flip_prob, (int, float)) and 0.0 <= flip_prob <= 1.0):
             raise ValueError(f"flip_prob must be a number in [0, 1], not {flip_prob!r}")
         self.flip_prob = float(flip_prob)
-        self._filter(dataset, classes)
-
-    def _filter(self, dataset: CocoDataset, classes: ClassTable) -> None:
-        label_of = {category_id: i for i, category_id in enumerate(classes.category_ids)}
-        crowd = outside = degenerate = clipped = dropped = 0
-        ids, names, sizes, starts = [], [], [], [0]
-        boxes: list[list[float]] = []
-        labels: list[int] = []
-        for image in dataset.images:
-            kept = 0
-            for annotation in dataset.annotations(image.id):
-                if annotation["iscrowd"] == 1:
-                    crowd += 1
-                    continue
-                if annotation["category_id"] not in label_of:
-                    outside += 1
-                    continue
-                box = _xyxy_clipped(annotation["bbox"], image.height, image.width)
-                if box[2] - box[0] <= 0 or box[3] - box[1] <= 0:
-                    degenerate += 1
-                    continue
-                x, y, w, h = (float(v) for v in annotation["bbox"])
-                clipped += box != [x, y, x + w, y + h]
-                boxes.append(box)
-                labels.append(label_of[annotation["category_id"]])
-                kept += 1
-            if not kept:
-                dropped += 1
-                continue
-            sized = image.height is not None and image.width is not None
-            ids.append(image.id)
-            names.append(image.file_name)
-            sizes.append((image.height, image.width) if sized else (-1, -1))
-            starts.append(starts[-1] + kept)
-        if not ids:
-            raise DatasetError(
-                f"{self.source}: no image with a usable box after dropping {crowd} crowd, "
-                f"{outside} outside-the-class-table and {degenerate} degenerate annotations "
-                f"(of {len(dataset.images)} images)"
-            )
-        self.counts = FilterCounts(
-            images_kept=len(ids),
-            images_dropped=dropped,
-            boxes_kept=len(boxes),
-            crowd_dropped=crowd,
-            outside_classes_dropped=outside,
-            degenerate_dropped=degenerate,
-            boxes_clipped=clipped,
+        self.drop_empty, self.use_crowd = bool(drop_empty), bool(use_crowd)
+        kept = filter_annotations(
+            dataset, classes, self.source, drop_empty=drop_empty, use_crowd=use_crowd
         )
-        self._image_ids = np.array(ids, dtype=np.int64)
-        self._file_names = np.array(names, dtype=np.str_)
-        self._sizes = np.array(sizes, dtype=np.int64).reshape(-1, 2)  # (h, w), -1: unknown
-        self._starts = np.array(starts, dtype=np.int64)
-        self._boxes = np.array(boxes, dtype=np.float64).reshape(-1, 4)
-        self._labels = np.array(labels, dtype=np.int64)
+        self.counts: FilterCounts = kept.counts
+        self._image_ids, self._file_names, self._sizes = kept.image_ids, kept.file_names, kept.sizes
+        self._starts, self._boxes, self._labels = kept.starts, kept.boxes, kept.labels
 
     def __len__(self) -> int:
         return len(self._image_ids)
@@ -180,8 +114,22 @@ class TrainingDataset(Dataset[TrainingSample]):
         return self._image_ids.tolist()
 
     def summary(self) -> str:
-        """One line: images kept and dropped, boxes kept, clipped and dropped by reason."""
+        """One line: images kept (background-only ones among them) and dropped, boxes kept,
+        clipped and dropped by reason."""
         return self.counts.line()
+
+    def image_labels(self) -> list[list[int]]:
+        """The distinct class labels of each kept image's boxes, ascending (empty for a
+        background-only image); what :func:`~fasterrcnn.data.repeat_factors.repeat_factors`
+        takes."""
+        return [
+            np.unique(self._labels[start:end]).tolist()
+            for start, end in zip(self._starts[:-1], self._starts[1:], strict=True)
+        ]
+
+    def background_indices(self) -> list[int]:
+        """The kept images without a box (as filtered at construction)."""
+        return np.flatnonzero(self._starts[1:] == self._starts[:-1]).tolist()
 
     def aspect_groups(self) -> list[int]:
         """Group id of each kept image from the file's sizes: ``WIDE`` (0) when width >=

@@ -1,11 +1,13 @@
 """A run's checkpoints: the model as a native file and the state that resumes it (optimizer,
-iteration, settings), each written atomically; resuming checks that both belong to this run."""
+iteration, settings, the best evaluation so far), each written atomically; resuming checks
+that both belong to this run."""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -44,9 +46,11 @@ def save_checkpoint(
     iteration: int,
     preset: str | None,
     world_size: int,
+    best: dict[str, Any] | None = None,
 ) -> None:
     """The model (native file) and then the state that names it, each written atomically;
-    the state's iteration is also in the model file, so a pair cut in half is detected."""
+    the state's iteration is also in the model file, so a pair cut in half is detected.
+    ``best``: the state of the run's best-evaluation tracker, kept for ``--resume``."""
     if current_context().is_main:
         out = options.output
         metadata = {**run_metadata(options), "iteration": str(iteration)}
@@ -58,6 +62,8 @@ def save_checkpoint(
             "batch_size": options.batch_size,
             "world_size": world_size,
             "seed": options.seed,
+            **{key: getattr(options, key) for key in SAMPLING_OPTIONS},
+            "best": best,
         }
         temporary = out / f".{CHECKPOINT_STATE}.tmp"
         torch.save(state, temporary)
@@ -65,10 +71,15 @@ def save_checkpoint(
     barrier()
 
 
+# Options that change which images an iteration draws: a resumed run must keep them.
+SAMPLING_OPTIONS = ("drop_empty", "use_crowd", "repeat_threshold")
+
+
 def resume(
     model: Detector, optimizer: torch.optim.Optimizer, options: TrainOptions, world_size: int
-) -> int:
-    """Load the output folder's checkpoint into ``model`` and ``optimizer``; its iteration."""
+) -> tuple[int, dict[str, Any] | None]:
+    """Load the output folder's checkpoint into ``model`` and ``optimizer``: its iteration and
+    the state of its best-evaluation tracker (None in a checkpoint without one)."""
     out = options.output
     state_path, model_path = out / CHECKPOINT_STATE, out / CHECKPOINT
     if not state_path.is_file() or not model_path.is_file():
@@ -96,7 +107,14 @@ def resume(
             f"--resume: the run used batch {state['batch_size']} x {state['world_size']} "
             f"process(es) and seed {state['seed']}; resume it with the same"
         )
+    for key in SAMPLING_OPTIONS:  # absent from the checkpoints of earlier versions
+        if key in state and state[key] != getattr(options, key):
+            raise TrainingError(
+                f"--resume: the run used {key} {state[key]}, not {getattr(options, key)}; "
+                "resume it with the same"
+            )
     model.load_state_dict(native.state_dict)
     optimizer.load_state_dict(state["optimizer"])
     logger.info("resumed from %s at iteration %d", model_path, state["iteration"])
-    return int(state["iteration"])
+    best = state.get("best")
+    return int(state["iteration"]), best if isinstance(best, dict) else None

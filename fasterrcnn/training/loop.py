@@ -6,15 +6,21 @@ Each iteration is a pure function of the run's seed, its number and the weights:
 augmentation and the sampled anchors and RoIs are keyed by them, so a resumed run repeats an
 uninterrupted one (on CPU, loss for loss).
 
+With an evaluation set, every ``eval_period`` iterations and at the end the run measures
+COCO metrics and validation losses (:mod:`~fasterrcnn.training.validation`), keeps the
+weights of the best evaluation of ``best_metric`` in ``model_best.safetensors`` and, with
+``patience``, stops when the metric has stopped improving
+(:mod:`~fasterrcnn.training.best_model`).
+
 The output folder holds ``metrics.jsonl`` (one JSON line per logged iteration and per
 evaluation), TensorBoard events when ``tensorboard`` is installed, the latest checkpoint
 (``checkpoint.safetensors``, a native model file, with ``checkpoint_state.pt``, the optimizer
-state and the iteration) and at the end ``model_final.safetensors``.
+state, the iteration and the best evaluation so far), ``model_best.safetensors`` and at the
+end ``model_final.safetensors``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Iterator
 
@@ -24,14 +30,14 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from fasterrcnn.data.group_sampler import GroupedBatchSampler
+from fasterrcnn.data.repeat_factors import describe_factors, repeat_factors
 from fasterrcnn.data.train_dataset import TrainingDataset
 from fasterrcnn.data.training_batch import TrainingBatch, collate_training
-from fasterrcnn.distributed import barrier, current_context
-from fasterrcnn.evaluation.dataset_run import EvalSet, class_mapping, detect_dataset
-from fasterrcnn.evaluation.evaluate import evaluate_found
+from fasterrcnn.distributed import barrier, broadcast_from_main, current_context
+from fasterrcnn.evaluation.dataset_run import EvalSet
 from fasterrcnn.inference.detector import Detector
-from fasterrcnn.modeling.precision import Precision, autocast_dtype
 from fasterrcnn.modeling.targets import Targets
+from fasterrcnn.training.best_model import BestTracker, restore_tracker, save_best
 from fasterrcnn.training.checkpointing import (
     non_finite_message,
     resume,
@@ -48,6 +54,13 @@ from fasterrcnn.training.options import (
 )
 from fasterrcnn.training.schedule import make_schedule
 from fasterrcnn.training.start import trainable_parameters
+from fasterrcnn.training.validation import (
+    ValidationSamples,
+    autocast_for,
+    coco_metrics,
+    validation_losses,
+    validation_samples,
+)
 from fasterrcnn.zoo.native import save_native
 
 logger = logging.getLogger("fasterrcnn")
@@ -78,6 +91,7 @@ def train(
     context = current_context()
     device = model.device
     out = options.output
+    _check_run(data, options, evaluation)
     check_output_folder(out)
     schedule = make_schedule(
         options.batch_size * context.world_size, options.schedule, options.max_iter, options.lr
@@ -89,9 +103,13 @@ def train(
         momentum=options.momentum,
         weight_decay=options.weight_decay,
     )
-    start = resume(model, optimizer, options, context.world_size) if options.resume else 0
+    start, best_state = 0, None
+    if options.resume:
+        start, best_state = resume(model, optimizer, options, context.world_size)
     if start >= schedule.max_iter:
         raise TrainingError(f"{out}: the run is already complete ({start} iterations)")
+    tracker = restore_tracker(options, best_state)
+    samples = None if evaluation is None else validation_samples(model, evaluation, options)
     network: nn.Module = _LossModule(model)
     if context.world_size > 1:
         if _has_batch_norm(model) and device.type == "cuda":
@@ -101,6 +119,11 @@ def train(
         network = nn.parallel.DistributedDataParallel(
             network, device_ids=[device] if device.type == "cuda" else None
         )
+    factors = None
+    if options.repeat_threshold is not None:
+        factors = repeat_factors(data.image_labels(), options.repeat_threshold)
+        if context.is_main:
+            logger.info("%s", describe_factors(factors, options.repeat_threshold))
     sampler = GroupedBatchSampler(
         data.aspect_groups(),
         options.batch_size,
@@ -108,6 +131,7 @@ def train(
         rank=context.rank,
         world_size=context.world_size,
         start_iteration=start,
+        repeat_factors=factors,
     )
     loader = DataLoader(
         data,
@@ -129,11 +153,12 @@ def train(
     clock = Clock(start, schedule.max_iter)
     model.train()
     batches: Iterator[TrainingBatch] = iter(loader)
+    done, stopped = start, False
     for iteration in range(start, schedule.max_iter):
         batch = next(batches).to(device)
         for group in optimizer.param_groups:
             group["lr"] = schedule.lr_at(iteration)
-        with _autocast(device, options.precision):
+        with autocast_for(device, options.precision):
             loss_dict = network(batch.images, batch.image_sizes, batch.targets)
         total = sum(loss_dict.values())
         assert isinstance(total, Tensor)
@@ -151,33 +176,71 @@ def train(
         if done % options.log_period == 0 or done == schedule.max_iter or iteration == start:
             losses = _mean_across_ranks({**loss_dict, "total": total})
             log.iteration(done, schedule, losses, clock)
-        if done % options.checkpoint_period == 0 and done < schedule.max_iter:
-            save_checkpoint(model, optimizer, options, done, preset, context.world_size)
-        if evaluation is not None and options.eval_period and done % options.eval_period == 0:
-            log.evaluation(done, _evaluate(model, evaluation))
-    save_checkpoint(model, optimizer, options, schedule.max_iter, preset, context.world_size)
+        if samples is not None and options.eval_period and done % options.eval_period == 0:
+            assert evaluation is not None
+            _evaluate(model, evaluation, samples, options, tracker, log, done, preset)
+            stopped = tracker.exhausted and done < schedule.max_iter
+            if stopped and context.is_main:
+                logger.info("iter %d: %s", done, tracker.stop_line())
+        if stopped or (done % options.checkpoint_period == 0 and done < schedule.max_iter):
+            save_checkpoint(
+                model, optimizer, options, done, preset, context.world_size, tracker.state()
+            )
+        if stopped:
+            break
+    last_evaluated = options.eval_period and done % options.eval_period == 0
+    if samples is not None and not stopped and not last_evaluated:
+        assert evaluation is not None
+        _evaluate(model, evaluation, samples, options, tracker, log, done, preset)
+    if not stopped:  # after the last evaluation, whose best the state keeps
+        save_checkpoint(
+            model, optimizer, options, done, preset, context.world_size, tracker.state()
+        )
     final = out / FINAL
     if context.is_main:
         save_native(final, model, model.config, preset=preset, metadata=run_metadata(options))
         logger.info("saved %s", final)
-    if evaluation is not None and (
-        not options.eval_period or schedule.max_iter % options.eval_period
-    ):
-        log.evaluation(schedule.max_iter, _evaluate(model, evaluation))
     barrier()
     log.close()
-    return TrainResult(schedule.max_iter, final, losses, log.records)
+    return TrainResult(done, final, losses, log.records, tracker.best, stopped)
+
+
+def _check_run(data: TrainingDataset, options: TrainOptions, evaluation: EvalSet | None) -> None:
+    """One-line errors for options that the data or the missing evaluation set contradict."""
+    if evaluation is None and (options.patience is not None or options.best_metric != "AP"):
+        raise TrainingError(
+            "best_metric and patience need an evaluation set (--eval-images and --eval-annotations)"
+        )
+    if (data.drop_empty, data.use_crowd) != (options.drop_empty, options.use_crowd):
+        raise TrainingError(
+            f"the training data was filtered with drop_empty={data.drop_empty}, "
+            f"use_crowd={data.use_crowd}, the options say drop_empty={options.drop_empty}, "
+            f"use_crowd={options.use_crowd}"
+        )
+
+
+def _evaluate(
+    model: Detector,
+    evaluation: EvalSet,
+    samples: ValidationSamples,
+    options: TrainOptions,
+    tracker: BestTracker,
+    log: MetricsLog,
+    done: int,
+    preset: str | None,
+) -> None:
+    """Evaluate at iteration ``done``: log the metrics and validation losses, count the
+    evaluation in ``tracker`` and write the model when it is the best so far."""
+    stats = broadcast_from_main(coco_metrics(model, evaluation))
+    log.evaluation(done, stats, validation_losses(model, samples, options))
+    if tracker.update(done, stats):
+        if current_context().is_main:
+            save_best(model, options, tracker, preset)
+        barrier()
 
 
 def _has_batch_norm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-
-
-def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    dtype = autocast_dtype(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def _all_finite(total: Tensor) -> bool:
@@ -194,15 +257,3 @@ def _mean_across_ranks(values: dict[str, Tensor]) -> dict[str, float]:
         dist.all_reduce(stacked)
         stacked /= dist.get_world_size()
     return dict(zip(values, stacked.tolist(), strict=True))
-
-
-def _evaluate(model: Detector, evaluation: EvalSet) -> dict[str, float] | None:
-    """COCO AP on the evaluation set (all processes run their shard; rank 0 evaluates)."""
-    model.eval()
-    try:
-        dataset = evaluation.dataset
-        found = detect_dataset(model, dataset, evaluation.indices, class_mapping(model, dataset))
-        metrics = None if found is None else evaluate_found(dataset, found).stats
-    finally:
-        model.train()
-    return metrics

@@ -73,14 +73,22 @@ class MetricsLog:
         )  # fmt: skip
         self._write({"iteration": done, "lr": lr, **losses, "it_per_s": clock.rate}, done)
 
-    def evaluation(self, done: int, stats: dict[str, float] | None) -> None:
-        if not self.active or stats is None:
+    def evaluation(
+        self, done: int, stats: dict[str, float] | None, losses: dict[str, float] | None = None
+    ) -> None:
+        """The record of an evaluation: the COCO stats as ``eval/<name>`` (when there are
+        any) and the validation losses (``val_loss_<name>``, see
+        :mod:`~fasterrcnn.training.validation`)."""
+        if not self.active or (stats is None and not losses):
             return
-        logger.info(
-            "iter %d: eval AP %.4f, AP50 %.4f, AP75 %.4f", done, stats["AP"], stats["AP50"],
-            stats["AP75"],
-        )  # fmt: skip
-        self._write({"iteration": done, **{f"eval/{k}": v for k, v in stats.items()}}, done)
+        parts = []
+        if stats is not None:
+            parts.append(", ".join(f"{k} {stats[k]:.4f}" for k in ("AP", "AP50", "AP75")))
+        if losses:
+            parts.append(f"validation loss {losses['val_loss_total']:.4f}")
+        logger.info("iter %d: eval %s", done, "; ".join(parts))
+        metrics = {} if stats is None else {f"eval/{k}": v for k, v in stats.items()}
+        self._write({"iteration": done, **metrics, **(losses or {})}, done)
 
     def close(self) -> None:
         if self.active:

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from fasterrcnn.config import ClassTable, ModelConfig
-from fasterrcnn.data.coco import CocoDataset
+from fasterrcnn.data.dataset_files import TRAIN_SPLIT, load_dataset
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.data.train_dataset import TrainingDataset
 from fasterrcnn.evaluation.dataset_run import EvalSet, class_mapping, load_eval_set
@@ -155,27 +155,52 @@ def prepare_training(
     eval_annotations: str | Path | None = None,
     eval_images: str | Path | None = None,
     device: str = "cpu",
+    drop_empty: bool = False,
+    use_crowd: bool = False,
+    format: str | None = None,
+    split: str | None = None,
+    classes: str | Path | None = None,
+    eval_format: str | None = None,
+    eval_split: str | None = None,
 ) -> PreparedRun:
-    """The datasets and the model of a run on COCO-format data, checked before any training.
+    """The datasets and the model of a run, checked before any training.
+
+    The training data is ``annotations`` in any format (a COCO instances file with its image
+    folder ``images``, a Pascal VOC folder or root, a YOLO ``data.yaml``: see
+    :func:`~fasterrcnn.data.dataset_files.load_dataset`, whose ``format``, ``split`` and
+    ``classes`` these are; a YOLO dataset's ``train`` split by default); the evaluation set,
+    when ``eval_annotations`` is given, likewise (``eval_images``, ``eval_format``,
+    ``eval_split``: its ``val`` split by default, and the same VOC class file).
 
     Every training image must be on disk; the model starts as
     :func:`prepare_training_model` says, moves to ``device``, and its decisions are logged
-    (``notes``) with the training data's filtering. A problem with the data is a
+    (``notes``) with the training data's filtering (``drop_empty``, ``use_crowd``: see
+    :class:`~fasterrcnn.data.train_dataset.TrainingDataset`). A problem with the data is a
     :class:`~fasterrcnn.data.json_checks.DatasetError`, with the model's weights an
     :class:`~fasterrcnn.zoo.factory.UnknownModelError`,
     :class:`~fasterrcnn.zoo.checkpoints.CheckpointError` or
     :class:`~fasterrcnn.zoo.download.DownloadError`.
     """
-    coco = CocoDataset.load(annotations, images, strict_boxes=False)
+    coco = load_dataset(
+        annotations, images, format=format, split=split, classes=classes, strict_boxes=False,
+        default_split=TRAIN_SPLIT,
+    )  # fmt: skip
+    if coco.image_root is None:
+        raise DatasetError(f"{annotations}: give the folder of the training images")
     missing = coco.missing_images()
     if missing:
         raise DatasetError(
-            f"{len(missing)} of the {len(coco)} training images are not in {images} "
+            f"{len(missing)} of the {len(coco)} training images are not in {coco.image_root} "
             f"(first: {coco.images[missing[0]].file_name})"
         )
+    for line in coco.report.lines():
+        logger.warning("training data: %s", line)
     evaluation = None
-    if eval_annotations is not None and eval_images is not None:
-        evaluation = load_eval_set(eval_annotations, eval_images)
+    if eval_annotations is not None:
+        evaluation = load_eval_set(
+            eval_annotations, eval_images, format=eval_format, split=eval_split,
+            classes=classes,
+        )  # fmt: skip
     start = prepare_training_model(
         preset, coco.classes, weights=weights, pretrained=pretrained,
         body_weights=body_weights, short_sides=short_sides, max_side=max_side,
@@ -183,7 +208,10 @@ def prepare_training(
     for note in start.notes:
         logger.info("%s", note)
     model = start.model.to(device)
-    data = TrainingDataset(coco, model.config.classes, model.config.input, short_sides, max_side)
+    data = TrainingDataset(
+        coco, model.config.classes, model.config.input, short_sides, max_side,
+        drop_empty=drop_empty, use_crowd=use_crowd,
+    )  # fmt: skip
     if evaluation is not None:
         class_mapping(model, evaluation.dataset)
     logger.info("%s", data.summary())

@@ -51,7 +51,7 @@ def training(coco: CocoDataset, cfg: InputConfig = TV, **kwargs) -> TrainingData
 
 
 def test_real_slice_counts_and_boxes_match_the_json(coco, raw):
-    data = training(coco)
+    data = training(coco, drop_empty=True)
     sizes = {image["id"]: (image["height"], image["width"]) for image in raw["images"]}
     category_index = {c: i for i, c in enumerate(sorted(c["id"] for c in raw["categories"]))}
     usable = [a for a in raw["annotations"] if a["iscrowd"] == 0]
@@ -70,10 +70,12 @@ def test_real_slice_counts_and_boxes_match_the_json(coco, raw):
     assert counts.boxes_kept == len(usable) == 88
     assert counts.boxes_clipped == sum(map(outside, usable))
     assert (counts.outside_classes_dropped, counts.degenerate_dropped) == (0, 0)
+    assert (counts.background_kept, counts.crowd_images_dropped) == (0, 0)
     assert data.summary() == (
-        f"training images: 8 kept, 2 dropped without a usable box; boxes: 88 kept "
-        f"({counts.boxes_clipped} clipped to the image), dropped: 2 crowd, 0 of categories "
-        f"outside the class table, 0 degenerate"
+        f"training images: 8 kept (0 of them background-only), 2 dropped without a usable "
+        f"box, 0 dropped with only crowd boxes; boxes: 88 kept ({counts.boxes_clipped} "
+        f"clipped to the image), dropped: 2 crowd, 0 of categories outside the class table, "
+        f"0 degenerate"
     )
     for index, image_id in enumerate(kept_ids):
         mine = [a for a in usable if a["image_id"] == image_id]
@@ -84,6 +86,18 @@ def test_real_slice_counts_and_boxes_match_the_json(coco, raw):
     portrait = [h > w for h, w in (sizes[i] for i in kept_ids)]
     assert data.aspect_groups() == [TALL if p else WIDE for p in portrait]
     assert data.aspect_groups() == [0, 1, 0, 0, 0, 1, 1, 1]
+
+    # By default the two images without an annotation are kept, as background-only images.
+    kept = training(coco)
+    assert kept.image_ids == [i["id"] for i in raw["images"]] and len(kept) == 10
+    assert kept.background_indices() == [kept.image_ids.index(58636), kept.image_ids.index(226111)]
+    assert (kept.counts.images_kept, kept.counts.background_kept) == (10, 2)
+    assert kept.counts.images_dropped == 0 and kept.counts.boxes_kept == 88
+    assert kept.summary().startswith("training images: 10 kept (2 of them background-only), 0 ")
+    for index in kept.background_indices():
+        boxes, labels = kept.boxes(index)
+        assert boxes.shape == (0, 4) and labels.shape == (0,)
+        assert kept.image_labels()[index] == []
 
 
 def synthetic() -> dict:
@@ -140,24 +154,51 @@ def test_negative_sizes_need_strict_boxes_off():
 
 
 def test_synthetic_boxes_are_clipped_dropped_and_counted():
+    # Image 2 (crowd only) is dropped: a crowd region is not background. Images 3 and 4 are
+    # left without a box: background-only by default, dropped with drop_empty.
     data = synthetic_training()
-    assert data.image_ids == [1, 5]
+    assert data.image_ids == [1, 3, 4, 5] and data.background_indices() == [1, 2]
     counts = data.counts
-    assert (counts.images_kept, counts.images_dropped) == (2, 3)
+    assert (counts.images_kept, counts.background_kept, counts.images_dropped) == (4, 2, 0)
+    assert counts.crowd_images_dropped == 1
     assert (counts.crowd_dropped, counts.outside_classes_dropped) == (2, 2)
     assert (counts.degenerate_dropped, counts.boxes_clipped, counts.boxes_kept) == (5, 2, 6)
     boxes, labels = data.boxes(0)
     expected = [[10, 20, 40, 60], [0, 400, 15, 426], [630, 0, 640, 20], [0, 0, 640, 426]]
     np.testing.assert_array_equal(boxes, expected)
     assert labels.tolist() == [1, 0, 1, 0]
-    boxes, labels = data.boxes(1)  # not clipped before decoding
+    assert data.boxes(1)[0].shape == (0, 4)
+    boxes, labels = data.boxes(3)  # not clipped before decoding
     np.testing.assert_array_equal(boxes, [[600, 400, 700, 500], [700, 0, 710, 10]])
-    assert data.aspect_groups() == [WIDE, UNSIZED]
+    assert data.aspect_groups() == [WIDE, WIDE, WIDE, UNSIZED]
+    assert data.image_labels() == [[0, 1], [], [], [0, 1]]
+
+    dropping = synthetic_training(drop_empty=True)
+    assert dropping.image_ids == [1, 5] and dropping.background_indices() == []
+    counts = dropping.counts
+    assert (counts.images_kept, counts.images_dropped, counts.crowd_images_dropped) == (2, 2, 1)
+    assert dropping.aspect_groups() == [WIDE, UNSIZED]
+
+    # use_crowd: crowd boxes are boxes like the others (Pascal VOC's "difficult" ones).
+    crowd = synthetic_training(use_crowd=True)
+    assert crowd.image_ids == [1, 2, 3, 4, 5] and crowd.background_indices() == [2, 3]
+    counts = crowd.counts
+    assert (counts.crowd_dropped, counts.crowd_images_dropped, counts.boxes_kept) == (0, 0, 8)
+    np.testing.assert_array_equal(crowd.boxes(1)[0], [[5, 5, 15, 15]])
+    assert [50, 50, 60, 60] in crowd.boxes(0)[0].tolist()
+
+
+def test_background_sample_has_no_box():
+    data = synthetic_training(flip_prob=1.0)
+    sample = data[(1, 0)]  # image 3: its only box is of a category outside the table
+    assert sample.image_id == 3 and sample.flipped
+    assert sample.targets.boxes.shape == (0, 4) and sample.targets.labels.shape == (0,)
+    assert sample.targets.boxes.dtype == torch.float32
 
 
 def test_image_without_size_is_clipped_after_decoding():
     data = synthetic_training()
-    sample = data[(1, 0)]  # short side 426 on a 426 x 640 image: the resize is the identity
+    sample = data[(3, 0)]  # short side 426 on a 426 x 640 image: the resize is the identity
     assert sample.image.shape == (3, 426, 640) and sample.original_size == (426, 640)
     np.testing.assert_array_equal(sample.targets.boxes.numpy(), [[600, 400, 640, 426]])
     assert sample.targets.labels.tolist() == [0]
@@ -205,8 +246,8 @@ def test_bad_arguments_and_keys(coco):
     data = training(coco)
     with pytest.raises(TypeError, match=r"keyed by \(index, seed\) pairs .* not 3"):
         data[3]
-    with pytest.raises(IndexError, match="index 8 is out of range for 8 training images"):
-        data[(8, 0)]
+    with pytest.raises(IndexError, match="index 10 is out of range for 10 training images"):
+        data[(10, 0)]
 
 
 # --- samples -------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ import pytest
 import torch
 from helpers.cli_runner import run_cli
 from helpers.seeded import DATA
+from helpers.tiny_training import tiny_config
 
 import fasterrcnn
-from fasterrcnn.config import ClassTable, ModelConfig
+from fasterrcnn.config import ClassTable
 from fasterrcnn.data.coco import CocoDataset
 from fasterrcnn.data.train_dataset import TrainingDataset
 from fasterrcnn.training import loop as train_module
@@ -40,22 +41,6 @@ COCO = DATA / "coco"
 ANNOTATIONS = COCO / "instances_val2017.json"
 IMAGES = COCO / "val2017"
 RES18 = "faster_rcnn_res18_coco_3x_800size"
-
-
-def tiny_config() -> ModelConfig:
-    cfg = PRESETS[RES18].config
-    return replace(
-        cfg,
-        input=replace(cfg.input, short_side=128, max_side=192),
-        body=replace(cfg.body, norm="gn", freeze_at=0),
-        fpn=replace(cfg.fpn, out_channels=32),
-        rpn=replace(cfg.rpn, pre_nms_top_n_train=300, post_nms_top_n_train=200),
-        box_head=replace(
-            cfg.box_head,
-            fc_dim=64,
-            sampling=replace(cfg.box_head.sampling, batch_size_per_image=64),
-        ),
-    )
 
 
 @pytest.fixture(scope="module")
@@ -310,7 +295,7 @@ def test_cli_trains_and_writes_a_native_model(tiny_weights: Path, tmp_path: Path
     )
     assert run.returncode == 0, run.stderr
     assert "iter 2/2" in run.stderr and "it/s" in run.stderr and "ETA" in run.stderr
-    assert "8 kept, 2 dropped without a usable box" in run.stderr
+    assert "10 kept (2 of them background-only), 0 dropped without a usable box" in run.stderr
     files = {p.name for p in (tmp_path / "run").iterdir()}
     assert {FINAL, CHECKPOINT, CHECKPOINT_STATE, "metrics.jsonl"} <= files
     records = [
