@@ -21,7 +21,8 @@ RANKS: list[set[str]] = [
     {"distributed"},  # processes of a torchrun job
     {"inference"},  # Detector, the inference loop, Detections, drawing, memory
     {"zoo"},  # presets, checkpoint files, key maps, downloads, create_model
-    {"evaluation", "dataset_tools"},  # COCO metrics, evaluate(); dataset stats, drawings, conversion
+    # COCO metrics, evaluate(); a dataset's statistics, drawings and conversion
+    {"evaluation", "dataset_tools"},
     {"training", "serving", "export"},
     {"cli", "compat", "engine"},  # the command line; adapters and old import paths
     {"package"},  # fasterrcnn/__init__.py and __main__.py

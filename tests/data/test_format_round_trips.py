@@ -125,9 +125,7 @@ def _results(dataset: CocoDataset, rows: list) -> np.ndarray:
     """The detections as results rows with ``dataset``'s own image and category ids."""
     image_id = {image.file_name: image.id for image in dataset.images}
     category_id = dict(zip(dataset.classes.names, dataset.classes.category_ids, strict=True))
-    return np.array(
-        [[image_id[f], *box, score, category_id[name]] for f, name, box, score in rows]
-    )
+    return np.array([[image_id[f], *box, score, category_id[name]] for f, name, box, score in rows])
 
 
 def test_same_metrics_from_each_format(mini: tuple[Path, Path], tmp_path: Path) -> None:

@@ -181,9 +181,7 @@ def test_boxes_clipped_and_empty_ones_dropped(tmp_path: Path) -> None:
 
 def test_broken_files_are_left_out_and_named(voc_folder: Path) -> None:
     (voc_folder / "000000010764.xml").write_text("<annotation><object>")  # cut short
-    (voc_folder / "000000011511.xml").write_text(
-        _xml("x.jpg", [("cat", ("1", "nan", 5, 5), 0)])
-    )
+    (voc_folder / "000000011511.xml").write_text(_xml("x.jpg", [("cat", ("1", "nan", 5, 5), 0)]))
     dataset = read_voc(voc_folder, IMAGES)
     assert len(dataset) == 2
     assert dataset.report.dropped == {

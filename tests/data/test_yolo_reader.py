@@ -74,9 +74,7 @@ def test_boxes_sticking_out_are_clipped(tmp_path: Path) -> None:
 
 
 def test_names_mapping_splits_and_list_files(tmp_path: Path) -> None:
-    yaml = (
-        "path: .\ntrain: [images/train]\nval: val.txt\nnames:\n  0: cat\n  3: dog\n"
-    )
+    yaml = "path: .\ntrain: [images/train]\nval: val.txt\nnames:\n  0: cat\n  3: dog\n"
     data = _dataset(tmp_path, {"000000000139": "3 0.5 0.5 0.5 0.5\n", "000000000802": ""}, yaml)
     (data.parent / "val.txt").write_text("./images/train/000000000802.jpg\n")
     train = read_yolo(data, split="train")
@@ -101,9 +99,7 @@ def test_names_mapping_splits_and_list_files(tmp_path: Path) -> None:
     ],
 )
 def test_bad_lines_leave_their_file_out_named(tmp_path: Path, line: str, problem: str) -> None:
-    data = _dataset(
-        tmp_path, {"000000000139": f"0 0.5 0.5 0.5 0.5\n{line}\n", "000000000802": ""}
-    )
+    data = _dataset(tmp_path, {"000000000139": f"0 0.5 0.5 0.5 0.5\n{line}\n", "000000000802": ""})
     dataset = read_yolo(data)
     assert [i.file_name for i in dataset.images] == ["000000000802.jpg"]
     (note,) = dataset.report.notes
