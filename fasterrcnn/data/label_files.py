@@ -87,7 +87,7 @@ def build_dataset(
     images: list[LabelledImage],
     class_names: list[str],
     category_ids: list[int],
-    image_root: Path,
+    image_root: Path | None,
     source: str,
     report: ReportBuilder,
 ) -> CocoDataset:

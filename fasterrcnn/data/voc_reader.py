@@ -9,6 +9,8 @@ them), or a VOC root (``Annotations/``, ``JPEGImages/``, ``ImageSets/Main/<split
 - ``<difficult>1</difficult>`` makes the object a crowd annotation (``iscrowd: 1``): an
   ignored region for evaluation, left out of training unless asked for.
 - The image size is the XML's ``<size>``, else (absent or 0) the image file's header.
+- Without an image folder (labels only, to evaluate a results file) the image of an XML is
+  its ``<filename>`` and its size must be in the XML.
 - Classes: the ``classes`` file (one name per line, in class order), else a ``classes.txt``
   beside the XML files, else the names found, sorted; category ids are 1, 2, ... in that
   order. Objects of a name outside a given class list are dropped and counted.
@@ -50,8 +52,10 @@ def read_class_file(path: Path) -> list[str]:
     return names
 
 
-def _layout(annotations: Path, images: Path | None, split: str | None) -> tuple[list[Path], Path]:
-    """The XML files to read and the image folder."""
+def _layout(
+    annotations: Path, images: Path | None, split: str | None
+) -> tuple[list[Path], Path | None]:
+    """The XML files to read and the image folder (None: not given)."""
     if (annotations / "Annotations").is_dir():  # a VOC root
         xml_dir, image_dir = annotations / "Annotations", images or annotations / "JPEGImages"
         if split is None:
@@ -67,8 +71,6 @@ def _layout(annotations: Path, images: Path | None, split: str | None) -> tuple[
         return [xml_dir / f"{stem}.xml" for stem in ids], image_dir
     if split is not None:
         raise DatasetError(f"{annotations}: a folder of XML files has no splits (--split)")
-    if images is None:
-        raise DatasetError(f"{annotations}: give the image folder of the XML files (--images)")
     return sorted(annotations.glob("*.xml")), images
 
 
@@ -130,14 +132,14 @@ def read_voc(
     if not folder.is_dir():
         raise DatasetError(f"{folder}: not a folder of VOC XML files")
     xml_files, image_dir = _layout(folder, None if images is None else Path(images), split)
-    if not image_dir.is_dir():
+    if image_dir is not None and not image_dir.is_dir():
         raise DatasetError(f"{image_dir}: no such image folder")
     if not xml_files:
         raise DatasetError(f"{folder}: no .xml files")
     class_file = Path(classes) if classes is not None else xml_files[0].parent / CLASS_FILE
     given = read_class_file(class_file) if classes is not None or class_file.is_file() else None
     by_stem: dict[str, str] = {}
-    for path in sorted(image_dir.iterdir()):
+    for path in sorted(image_dir.iterdir()) if image_dir is not None else []:
         if path.suffix.lower() in IMAGE_SUFFIXES:
             by_stem.setdefault(path.stem, path.name)
     report = ReportBuilder("voc")
@@ -152,15 +154,21 @@ def read_voc(
         except (_BadFile, OSError) as err:
             report.dropped("XML files with a broken object", f"{xml_file.name}: {err}")
             continue
-        file_name = by_stem.get(xml_file.stem)
-        if file_name is None:
-            named = (root.findtext("filename") or "").strip()
-            file_name = named if named and (image_dir / named).is_file() else None
+        named = (root.findtext("filename") or "").strip()
+        if image_dir is None:  # labels only (to evaluate a results file): the XML's word
+            file_name: str | None = named or f"{xml_file.stem}.jpg"
+        else:
+            file_name = by_stem.get(xml_file.stem)
+            if file_name is None and named and (image_dir / named).is_file():
+                file_name = named
         if file_name is None:
             report.dropped("XML files without an image", xml_file.name)
             continue
         size = _size(root)
         if size is None:
+            if image_dir is None:
+                report.dropped("XML files without a size (and no image folder)", xml_file.name)
+                continue
             try:
                 size = image_size(image_dir / file_name)
             except ImageError as err:

@@ -45,8 +45,10 @@ def read_yaml(path: Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as err:
         raise DatasetError(f"{path}: cannot read it ({err})") from None
     except yaml.YAMLError as err:
-        problem = " ".join(str(err).split())
-        raise DatasetError(f"{path}: not valid YAML ({problem})") from None
+        problem = getattr(err, "problem", None) or "cannot be parsed"
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise DatasetError(f"{path}: not valid YAML ({problem}{where})") from None
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: not a YAML mapping (a data.yaml has path, train, val, names)")
     return data

@@ -93,7 +93,15 @@ def load_eval_set(
     )  # fmt: skip
     if dataset.image_root is None:
         raise DatasetError(f"{annotations}: give the image folder (images=...)")
+    log_load_report(dataset)
     return EvalSet(dataset, select_images(dataset, max_images, allow_missing))
+
+
+def log_load_report(dataset: CocoDataset) -> None:
+    """A warning per box, file or image the dataset's reader repaired or left out."""
+    if current_context().is_main:
+        for line in dataset.report.lines():
+            logger.warning("%s: %s", dataset.source, line)
 
 
 def class_mapping(model: BatchDetector, dataset: CocoDataset) -> ClassMapping:

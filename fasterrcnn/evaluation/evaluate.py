@@ -23,6 +23,7 @@ from fasterrcnn.evaluation.dataset_run import (
     class_mapping,
     detect_dataset,
     load_eval_set,
+    log_load_report,
 )
 from fasterrcnn.evaluation.results_json import load_results, write_results
 from fasterrcnn.inference.protocol import BatchDetector
@@ -166,6 +167,7 @@ def evaluate_results_file(
         annotations, images, format=format, split=split, classes=classes,
         default_split=EVAL_SPLIT,
     )  # fmt: skip
+    log_load_report(dataset)
     results = load_results(results_file, dataset)
     start = time.perf_counter()
     metrics = evaluate_results(dataset, results, backend=backend)

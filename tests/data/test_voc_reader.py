@@ -222,3 +222,18 @@ def test_unreadable_datasets(tmp_path: Path, write: str, message: str) -> None:
         (xml / "classes.txt").write_text("cat\ncat\n")
     with pytest.raises(DatasetError, match=message):
         read_voc(xml, IMAGES)
+
+
+def test_labels_only_without_an_image_folder(voc_folder: Path) -> None:
+    """To evaluate a results file: images named by <filename>, sizes from <size>."""
+    dataset = read_voc(voc_folder)
+    assert dataset.image_root is None
+    assert [(i.file_name, i.height, i.width) for i in dataset.images] == [
+        ("000000000139.jpg", 426, 640),
+        ("000000000802.jpg", 640, 424),
+    ]
+    assert dataset.annotations(1)[0]["bbox"] == [5.0, 166.0, 150.0, 96.0]
+    (voc_folder / "000000000802.xml").write_text(CVAT.replace("<width>424</width>", ""))
+    assert read_voc(voc_folder).report.dropped == {
+        "XML files without a size (and no image folder)": 1
+    }

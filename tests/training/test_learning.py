@@ -1,9 +1,11 @@
 """A real learning check (slow: ``pytest -m slow``): the ResNet-18 FPN preset trained from
-scratch by ``fasterrcnn train`` on the COCO slice (8 annotated images and 2 background ones),
-at short side 320, reaches AP50 >= 0.5 on them; fine-tuned from there to three of COCO's
+scratch by ``fasterrcnn train`` on the 8 annotated images of the COCO slice (``--drop-empty``
+leaves its 2 background images out), at short side 320, reaches AP50 >= 0.5 on them; fine-tuned from there to three of COCO's
 categories, given as a COCO file, a YOLO dataset or a Pascal VOC folder (both written by
 ``fasterrcnn data convert``), it learns them (AP50 printed) and its ``detect`` output names
-the dataset's classes. The from-scratch model is trained once and shared.
+the dataset's classes. The fine-tuning runs keep the images without any of the three as
+background images, evaluate on their dataset twice and keep the best evaluation's weights.
+The from-scratch model is trained once and shared.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ IMAGES = COCO / "val2017"
 THREE = {1: "person", 2: "bicycle", 72: "tv"}
 SCRATCH_ITERATIONS = 500
 FINE_TUNING_ITERATIONS = 150
-FINE_TUNED_AP50 = 0.3
-TWO_THREADS = {"OMP_NUM_THREADS": "2"}
+FINE_TUNED_AP50 = 0.5  # measured: 0.71 (YOLO) and 0.79 (VOC)
+TWO_THREADS = {"OMP_NUM_THREADS": "2"}  # the CI machine's two cores, one run at a time
 
 pytestmark = pytest.mark.slow
 
@@ -52,11 +54,14 @@ class Scratch:
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Scratch:
     work = tmp_path_factory.mktemp("learning")
     run = run_cli(
-        _train(work / "scratch", _coco(ANNOTATIONS), SCRATCH_ITERATIONS), work, timeout=1800
+        _train(work / "scratch", _coco(ANNOTATIONS), SCRATCH_ITERATIONS, "--drop-empty"),
+        work,
+        timeout=1800,
+        env=TWO_THREADS,
     )
     assert run.returncode == 0, run.stderr
     assert "group norm" in run.stderr
-    assert "(2 of them background-only)" in run.stderr
+    assert "training images: 8 kept (0 of them background-only), 2 dropped" in run.stderr
     data = json.loads(ANNOTATIONS.read_text())
     data["categories"] = [c for c in data["categories"] if c["id"] in THREE]
     data["annotations"] = [a for a in data["annotations"] if a["category_id"] in THREE]
@@ -115,21 +120,26 @@ def test_fine_tuning_on_a_yolo_or_voc_dataset(scratch: Scratch, target: str) -> 
         scratch.work,
     )  # fmt: skip
     assert convert.returncode == 0, convert.stderr
+
     # YOLO: the data.yaml names its images (train split for training, val for eval); VOC: a
     # folder of XML files and the image folder.
-    dataset = (
-        ["--annotations", converted / "data.yaml"]
-        if target == "yolo"
-        else ["--annotations", converted, "--images", IMAGES]
-    )
+    def dataset_options(prefix: str) -> list[object]:
+        if target == "yolo":
+            return [f"--{prefix}annotations", converted / "data.yaml"]
+        return [f"--{prefix}annotations", converted, f"--{prefix}images", IMAGES]
+
+    dataset = dataset_options("")
+    evaluating = [*dataset_options("eval-"), "--eval-period", FINE_TUNING_ITERATIONS // 2]
     tuned = scratch.work / f"tuned-{target}"
     run = run_cli(
-        _train(tuned, dataset, FINE_TUNING_ITERATIONS, "--weights", scratch.model),
+        _train(tuned, dataset, FINE_TUNING_ITERATIONS, "--weights", scratch.model, *evaluating),
         scratch.work,
         env=TWO_THREADS,
     )
     assert run.returncode == 0, run.stderr
     assert "class table comes from the annotation file" in run.stderr
+    assert "4 of them background-only" in run.stderr  # images without any of the three
+    assert (tuned / "model_best.safetensors").is_file()
     final = tuned / "model_final.safetensors"
     stats = _ap(scratch.work, final, *dataset)
     print(f"fine-tuned on the {target} dataset, {FINE_TUNING_ITERATIONS} iterations: "
