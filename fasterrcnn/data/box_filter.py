@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fasterrcnn.config import ClassTable
+from fasterrcnn.data.class_mapping import ClassMapping
 from fasterrcnn.data.coco import CocoDataset, DatasetError
 
 
@@ -89,7 +90,11 @@ def filter_annotations(
     """Filter ``dataset``'s annotations against ``classes`` (see the rules of
     :mod:`fasterrcnn.data.train_dataset`); a :class:`DatasetError` naming ``source`` when no
     usable box is left at all."""
-    label_of = {category_id: i for i, category_id in enumerate(classes.category_ids)}
+    mapping = ClassMapping.between(classes, dataset.classes)  # by id, else by name
+    label_of = {
+        dataset_id: classes.index_of(model_id)
+        for model_id, dataset_id in mapping.to_dataset.items()
+    }
     crowd = outside = degenerate = clipped = dropped = crowd_images = background = 0
     ids, names, sizes, starts = [], [], [], [0]
     boxes: list[list[float]] = []

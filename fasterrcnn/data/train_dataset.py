@@ -6,7 +6,8 @@ first reason that drops it):
 
 1. crowd annotations (``iscrowd == 1``, which also marks Pascal VOC "difficult" objects) are
    dropped, unless ``use_crowd=True``: then they are trained on as ordinary boxes;
-2. annotations whose category id is not in the model's class table are dropped;
+2. annotations whose category is no class of the model are dropped (categories are matched
+   to classes as evaluation matches them: by id where the names agree, else by name);
 3. ``bbox`` (x, y, w, h) becomes (x1, y1, x2, y2) and is clipped to the image
    (``[0, width] x [0, height]`` of the file's image entry); boxes whose width or height is
    then <= 0 are dropped as degenerate (negative sizes in the file included, see

@@ -1,7 +1,8 @@
 """The model a training run starts from: its class table, its normalization and its weights.
 
-- Training data whose categories are the model's own keeps the model's class table; any
-  other categories make the table of the annotation file, with a freshly initialized box
+- Training data whose categories are the model's own (by id, or by name: a YOLO or VOC
+  dataset of the model's class names) keeps the model's class table; any other categories
+  make the table of the dataset, with a freshly initialized box
   predictor for it and every other weight loaded (fine-tuning).
 - A body without pretrained weights (neither a detector checkpoint nor an ImageNet one) has no
   statistics for its frozen batch norm, which would then be an identity: it trains with group
@@ -18,6 +19,7 @@ from pathlib import Path
 import torch
 
 from fasterrcnn.config import ClassTable, ModelConfig
+from fasterrcnn.data.class_mapping import ClassMapping
 from fasterrcnn.data.dataset_files import TRAIN_SPLIT, load_dataset
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.data.train_dataset import TrainingDataset
@@ -42,14 +44,17 @@ class TrainingStart:
 
 
 def same_categories(model_classes: ClassTable, dataset_classes: ClassTable) -> bool:
-    """Whether the dataset's categories are exactly the model's classes (ids and names; the
-    model's unused "N/A" slots aside)."""
-    used = {
-        (i, n)
+    """Whether the dataset's categories are exactly the model's classes (the model's unused
+    "N/A" slots aside), matched as evaluation matches them: by id where the names agree, else
+    by name (a YOLO or VOC dataset of the model's class names has ids of its own)."""
+    mapping = ClassMapping.between(model_classes, dataset_classes)
+    used = [
+        i
         for i, n in zip(model_classes.category_ids, model_classes.names, strict=True)
         if n != UNUSED_CLASS
-    }
-    return used == set(zip(dataset_classes.category_ids, dataset_classes.names, strict=True))
+    ]
+    matched = {mapping.to_dataset[i] for i in used if i in mapping.to_dataset}
+    return not mapping.unmatched and len(matched) == len(used) == len(dataset_classes)
 
 
 def with_classes(config: ModelConfig, classes: ClassTable) -> ModelConfig:

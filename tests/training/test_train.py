@@ -13,6 +13,7 @@ import subprocess
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from helpers.cli_runner import run_cli
@@ -93,6 +94,35 @@ def test_same_categories_ignores_unused_slots(coco: CocoDataset) -> None:
     )
     three = ClassTable((1, 2, 3), ("person", "bicycle", "car"))
     assert not same_categories(PRESETS[RES18].config.classes, three)
+
+
+def test_categories_of_the_model_s_names_keep_its_classes(
+    coco: CocoDataset, tiny_weights: Path
+) -> None:
+    """A YOLO-style dataset (ids 0, 1, ... of its own) of exactly the model's class names keeps
+    the model's class table and predictor; its boxes get the classes of their names."""
+    model_classes = read_native(tiny_weights).config.classes
+    names = list(reversed(model_classes.names))  # other ids and another order
+    yolo_like = ClassTable(tuple(range(len(names))), tuple(names))
+    assert same_categories(model_classes, yolo_like)
+    assert not same_categories(model_classes, ClassTable((0,), (names[0],)))
+    start = prepare_training_model(None, yolo_like, weights=tiny_weights)
+    assert start.model.config.classes == model_classes
+    assert not any("class table" in note for note in start.notes)
+    raw = coco.coco_dict()
+    id_of = {c["name"]: i for i, c in enumerate(reversed(raw["categories"]))}
+    for annotation in raw["annotations"]:
+        name = next(c["name"] for c in raw["categories"] if c["id"] == annotation["category_id"])
+        annotation["category_id"] = id_of[name]
+    raw["categories"] = [{"id": i, "name": n} for n, i in id_of.items()]
+    renumbered = CocoDataset.load(raw, IMAGES)
+    for dataset in (coco, renumbered):
+        data = TrainingDataset(dataset, model_classes, start.model.config.input, (128,), 192)
+        assert data.counts.outside_classes_dropped == 0
+    expected = _data(start.model, coco)
+    got = TrainingDataset(renumbered, model_classes, start.model.config.input, (128, 112), 192)
+    for i in range(len(expected)):
+        np.testing.assert_array_equal(got.boxes(i)[1], expected.boxes(i)[1])
 
 
 def test_fine_tuning_reinitializes_only_the_box_predictor(tiny_weights: Path) -> None:
