@@ -20,7 +20,6 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader
 
-from fasterrcnn.config import ClassTable
 from fasterrcnn.data.group_sampler import SampleKey, derived_seed
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.data.train_dataset import TrainingDataset
@@ -50,14 +49,12 @@ def validation_samples(
 ) -> ValidationSamples:
     """The validation losses' samples of ``evaluation`` (see the module docstring); a
     :class:`TrainingError` when the evaluation set has no usable box."""
-    cfg, classes = model.config.input, model.config.classes
+    cfg = model.config.input
     try:
-        # The model's classes as the dataset's categories (by id or name, as evaluating).
-        to_dataset = class_mapping(model, evaluation.dataset).to_dataset
-        ids = tuple(to_dataset.get(c, -1 - i) for i, c in enumerate(classes.category_ids))
+        class_mapping(model, evaluation.dataset)  # an error when no category is a class
         data = TrainingDataset(
-            evaluation.dataset, ClassTable(ids, classes.names), cfg, (cfg.short_side,),
-            cfg.max_side, flip_prob=0.0, use_crowd=options.use_crowd,
+            evaluation.dataset, model.config.classes, cfg, (cfg.short_side,), cfg.max_side,
+            flip_prob=0.0, use_crowd=options.use_crowd,
         )  # fmt: skip
     except DatasetError as err:
         raise TrainingError(f"evaluation set: {err}") from None
