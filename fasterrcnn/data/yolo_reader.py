@@ -105,11 +105,11 @@ def split_images(data: dict[str, Any], split: str, source: Path) -> list[Path]:
 
 def label_path(image: Path) -> Path:
     """Where the labels of ``image`` are (see the module docstring)."""
-    parts = list(image.parts)
-    if "images" in parts[:-1]:
-        last = len(parts) - 2 - parts[-2::-1].index("images")
-        parts[last] = "labels"
-    return Path(*parts).with_suffix(".txt")
+    folder, name = os.path.split(str(image))
+    parts = folder.split(os.sep)
+    if "images" in parts:
+        parts[len(parts) - 1 - parts[::-1].index("images")] = "labels"
+    return Path(os.sep.join(parts), os.path.splitext(name)[0] + ".txt")
 
 
 def _parse_line(line: str, names: dict[int, str]) -> tuple[int, tuple[float, ...]]:
@@ -178,14 +178,14 @@ def read_yolo(
     labelled: list[LabelledImage] = []
     unlabelled = 0
     label_dirs: set[Path] = set()
-    for path in paths:
+    label_paths = [label_path(path) for path in paths]
+    for path, labels in zip(paths, label_paths, strict=True):
         try:
             height, width = image_size(path)
         except ImageError as err:
             report.dropped("images that cannot be read", str(err))
             continue
         image = LabelledImage(path.relative_to(root).as_posix(), height, width)
-        labels = label_path(path)
         label_dirs.add(labels.parent)
         if labels.is_file():
             try:
@@ -202,7 +202,7 @@ def read_yolo(
     report.report.unlabelled_images = unlabelled
     if unlabelled:
         report.note(f"{unlabelled} images have no label file: read as background images")
-    expected = {label_path(p) for p in paths}
+    expected = set(label_paths)
     orphans = sorted(
         p for d in label_dirs if d.is_dir() for p in d.glob("*.txt") if p not in expected
     )

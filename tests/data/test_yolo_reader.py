@@ -129,6 +129,8 @@ def test_label_path_rule() -> None:
     assert label_path(Path("/d/images/train/a.jpg")) == Path("/d/labels/train/a.txt")
     assert label_path(Path("/images/d/images/x/a.png")) == Path("/images/d/labels/x/a.txt")
     assert label_path(Path("/d/train/a.jpg")) == Path("/d/train/a.txt")
+    assert label_path(Path("images/a.b.jpg")) == Path("labels/a.b.txt")
+    assert label_path(Path("a.jpg")) == Path("a.txt")
 
 
 def test_sizes_come_from_headers_without_decoding(tmp_path: Path, monkeypatch) -> None:
