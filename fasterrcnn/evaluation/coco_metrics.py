@@ -95,7 +95,9 @@ def _json_float(value: float | None) -> float | None:
     return None if value is None or math.isnan(value) else float(value)
 
 
-def _check_results(dataset: CocoDataset, results: np.ndarray) -> np.ndarray:
+def check_results(dataset: CocoDataset, results: np.ndarray) -> np.ndarray:
+    """``results`` as a float (M, 7) array whose images and categories are the dataset's;
+    a one-line ValueError otherwise."""
     results = np.asarray(results, dtype=np.float64)
     if results.size == 0:
         return results.reshape(0, 7)
@@ -134,8 +136,11 @@ def _backend(backend: str) -> tuple[Any, Any]:
     raise ValueError(f"unknown backend {backend!r}: 'pycocotools' or 'faster-coco-eval'")
 
 
-def _run_cocoeval(
-    dataset: CocoDataset, results: np.ndarray, image_ids: list[int], backend: str
+def run_cocoeval(
+    dataset: CocoDataset,
+    results: np.ndarray,
+    image_ids: list[int],
+    backend: str = "pycocotools",
 ) -> tuple[Any, str]:
     """The accumulated COCOeval object and its summary text; nothing is printed."""
     coco_class, eval_class = _backend(backend)
@@ -209,7 +214,7 @@ def evaluate_results(
     only where a single detection counts so far and it is a true positive (1.0 against
     ``1 - 2**-52``), so stats and APs agree to about 1e-16 and the summary text is the same.
     """
-    results = _check_results(dataset, results)
+    results = check_results(dataset, results)
     if image_ids is None:
         evaluated = sorted(image.id for image in dataset.images)
     else:
@@ -220,7 +225,7 @@ def evaluate_results(
             raise ValueError(f"image_ids name images not in the dataset: {unknown[:5]}")
         if not evaluated:
             raise ValueError("no images to evaluate: image_ids is empty")
-    evaluator, summary = _run_cocoeval(dataset, results, evaluated, backend)
+    evaluator, summary = run_cocoeval(dataset, results, evaluated, backend)
     stats = [float(v) for v in evaluator.stats[: len(STAT_NAMES)]]
     on_evaluated = np.isin(results[:, 0], evaluated)
     return CocoMetrics(
