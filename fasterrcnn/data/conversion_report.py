@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 from fasterrcnn.data.coco import CocoDataset
 from fasterrcnn.data.images import ImageError, image_size
 from fasterrcnn.data.json_checks import DatasetError
+from fasterrcnn.data.label_files import Box, clip_to_image
 
 
 @dataclass
@@ -92,22 +93,19 @@ def check_class_names(dataset: CocoDataset, fmt: str) -> None:
         seen[name] = category_id
 
 
-def xyxy(bbox: list[float]) -> tuple[float, float, float, float]:
+def xyxy(bbox: list[float]) -> Box:
     """A COCO ``[x, y, w, h]`` box as ``(x1, y1, x2, y2)``."""
     x, y, w, h = (float(v) for v in bbox)
     return x, y, x + w, y + h
 
 
-def clip_box(
-    box: tuple[float, float, float, float], height: int, width: int, report: ConversionReport
-) -> tuple[float, float, float, float] | None:
-    """``box`` clipped to the image (counted as a repair), or None (counted as dropped) when
-    nothing of positive width and height is left of it."""
-    x1, y1, x2, y2 = box
-    clipped = (max(x1, 0.0), max(y1, 0.0), min(x2, float(width)), min(y2, float(height)))
-    if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
+def clip_box(box: Box, height: int, width: int, report: ConversionReport) -> Box | None:
+    """:func:`~fasterrcnn.data.label_files.clip_to_image`, counted in ``report``: as a repair
+    when clipping changed the box, as dropped when nothing of positive width and height is
+    left of it."""
+    clipped = clip_to_image(box, height, width)
+    if clipped is None:
         report.dropped["boxes of no area inside the image"] += 1
-        return None
-    if clipped != box:
+    elif clipped != box:
         report.repaired["boxes clipped to the image"] += 1
     return clipped

@@ -63,22 +63,31 @@ class ReportBuilder:
         return self.report
 
 
-def clipped_box(
-    box: tuple[float, float, float, float], height: int, width: int, report: ReportBuilder
-) -> tuple[float, float, float, float] | None:
-    """``box`` clipped to the image (counted when that changed it); None (counted) when no
-    area is left."""
+Box = tuple[float, float, float, float]
+
+
+def clip_to_image(box: Box, height: int, width: int) -> Box | None:
+    """``box`` (x1, y1, x2, y2) clipped to ``[0, width] x [0, height]``, or None when no area
+    is left of it."""
     x1, y1, x2, y2 = box
     clipped = (
-        min(max(x1, 0.0), width),
-        min(max(y1, 0.0), height),
-        min(max(x2, 0.0), width),
-        min(max(y2, 0.0), height),
+        min(max(x1, 0.0), float(width)),
+        min(max(y1, 0.0), float(height)),
+        min(max(x2, 0.0), float(width)),
+        min(max(y2, 0.0), float(height)),
     )
     if clipped[2] <= clipped[0] or clipped[3] <= clipped[1]:
-        report.dropped(EMPTY_AFTER_CLIP)
         return None
-    if clipped != box:
+    return clipped
+
+
+def clipped_box(box: Box, height: int, width: int, report: ReportBuilder) -> Box | None:
+    """:func:`clip_to_image`, counted: as repaired when clipping changed the box, as dropped
+    when no area is left."""
+    clipped = clip_to_image(box, height, width)
+    if clipped is None:
+        report.dropped(EMPTY_AFTER_CLIP)
+    elif clipped != box:
         report.repaired(CLIPPED)
     return clipped
 

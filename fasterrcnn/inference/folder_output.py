@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fasterrcnn.data.conversion_report import unique_stems
 from fasterrcnn.data.images import ImageError
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.distributed import broadcast_from_main, current_context, gather_to_main
@@ -49,15 +50,7 @@ class FolderRun:
 
 def output_stems(paths: list[Path]) -> list[str]:
     """Output file stems, one per path: the file's stem, numbered when it repeats."""
-    used: set[str] = set()
-    stems = []
-    for path in paths:
-        candidate, n = path.stem, 1
-        while candidate in used:
-            candidate, n = f"{path.stem}_{n}", n + 1
-        used.add(candidate)
-        stems.append(candidate)
-    return stems
+    return unique_stems(path.name for path in paths)
 
 
 def write_outputs(out: Path, stem: str, detections: Detections, image: np.ndarray | None) -> None:
