@@ -37,10 +37,6 @@ def add_dataset_options(
     )
 
 
-def needs_image_folder(annotations: str, format: str | None) -> bool:
-    return not names_its_images(annotations, format)
-
-
 def open_dataset(
     annotations: str,
     images: str | None,
@@ -53,7 +49,7 @@ def open_dataset(
 ) -> CocoDataset:
     """:func:`~fasterrcnn.data.dataset_files.load_dataset`; a problem is a
     :class:`DatasetError` (the commands turn it into their one-line error)."""
-    if images is None and needs_image_folder(annotations, format):
+    if images is None and not names_its_images(annotations, format):
         raise DatasetError(f"{annotations}: give the image folder with --images DIR")
     return load_dataset(
         annotations, images, format=format, split=split, classes=classes,

@@ -14,8 +14,8 @@ from fasterrcnn.cli.common import (
     load_model,
     start_processes,
 )
-from fasterrcnn.cli.dataset_options import add_dataset_options, needs_image_folder
-from fasterrcnn.data.dataset_files import EVAL_SPLIT
+from fasterrcnn.cli.dataset_options import add_dataset_options
+from fasterrcnn.data.dataset_files import EVAL_SPLIT, names_its_images
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.coco_metrics import CocoMetrics
 from fasterrcnn.evaluation.dataset_run import load_eval_set
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
             raise CLIError(str(err)) from None
         _report(run.metrics, args.metrics, run.evaluation_seconds)
         return 0
-    if args.images is None and needs_image_folder(args.annotations, args.format):
+    if args.images is None and not names_its_images(args.annotations, args.format):
         raise CLIError("give --images DIR to run a model, or --results FILE to evaluate")
     if args.max_images is not None and args.max_images < 1:
         raise CLIError(f"--max-images must be at least 1, not {args.max_images}")
@@ -112,7 +112,7 @@ def _results_mode(args: argparse.Namespace) -> bool:
     file exists and no model is named."""
     if args.results is None or args.images is not None:
         return False
-    if needs_image_folder(args.annotations, args.format):
+    if not names_its_images(args.annotations, args.format):
         return True
     return Path(args.results).is_file() and args.model is None and args.weights is None
 

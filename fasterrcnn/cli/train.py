@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 
 from fasterrcnn.cli.common import CLIError, model_name, non_negative, positive, start_processes
-from fasterrcnn.cli.dataset_options import add_dataset_options, needs_image_folder
-from fasterrcnn.data.dataset_files import EVAL_SPLIT, FORMATS, TRAIN_SPLIT
+from fasterrcnn.cli.dataset_options import add_dataset_options
+from fasterrcnn.data.dataset_files import EVAL_SPLIT, FORMATS, TRAIN_SPLIT, names_its_images
 from fasterrcnn.data.images import ImageError
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.coco_metrics import STAT_NAMES
@@ -117,14 +117,14 @@ def run(args: argparse.Namespace) -> int:
     from fasterrcnn.training.options import check_output_folder
 
     logger.setLevel(logging.INFO)
-    if args.images is None and needs_image_folder(args.annotations, args.format):
+    if args.images is None and not names_its_images(args.annotations, args.format):
         raise CLIError(f"{args.annotations}: give the folder of the training images, --images DIR")
     if args.eval_annotations is None and args.eval_images is not None:
         raise CLIError("--eval-images needs --eval-annotations")
     if (
         args.eval_annotations is not None
         and args.eval_images is None
-        and needs_image_folder(args.eval_annotations, args.eval_format)
+        and not names_its_images(args.eval_annotations, args.eval_format)
     ):
         raise CLIError(f"{args.eval_annotations}: give its image folder, --eval-images DIR")
     if args.eval_annotations is None and (args.best_metric or args.patience):
