@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Literal
 
 import torch
@@ -33,6 +34,14 @@ def autocast_dtype(precision: Precision) -> torch.dtype | None:
         return _AUTOCAST_DTYPES[precision]
     except KeyError:
         raise ValueError(f"unknown precision {precision!r}; choose fp32, bf16 or fp16") from None
+
+
+def autocast_for(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
+    """Autocast to ``precision``'s dtype on ``device`` (nothing for fp32)."""
+    dtype = autocast_dtype(precision)
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
 
 
 def check_precision(precision: str, device: torch.device | str) -> Precision:

@@ -36,6 +36,7 @@ from fasterrcnn.data.training_batch import TrainingBatch, collate_training
 from fasterrcnn.distributed import barrier, broadcast_from_main, current_context
 from fasterrcnn.evaluation.dataset_run import EvalSet
 from fasterrcnn.inference.detector import Detector
+from fasterrcnn.modeling.precision import autocast_for
 from fasterrcnn.modeling.targets import Targets
 from fasterrcnn.training.best_model import BestTracker, restore_tracker, save_best
 from fasterrcnn.training.checkpointing import (
@@ -56,7 +57,6 @@ from fasterrcnn.training.schedule import make_schedule
 from fasterrcnn.training.start import trainable_parameters
 from fasterrcnn.training.validation import (
     ValidationSamples,
-    autocast_for,
     coco_metrics,
     validation_losses,
     validation_samples,

@@ -12,7 +12,6 @@ its shard of the images, one per batch; the losses are the mean over all images.
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +27,7 @@ from fasterrcnn.distributed import current_context
 from fasterrcnn.evaluation.dataset_run import EvalSet, class_mapping, detect_dataset
 from fasterrcnn.evaluation.evaluate import evaluate_found
 from fasterrcnn.inference.detector import Detector
-from fasterrcnn.modeling.precision import Precision, autocast_dtype
+from fasterrcnn.modeling.precision import autocast_for
 from fasterrcnn.training.options import TrainingError, TrainOptions
 
 LOSS_NAMES = ("rpn_objectness", "rpn_box", "roi_classification", "roi_box")
@@ -60,14 +59,6 @@ def validation_samples(
         raise TrainingError(f"evaluation set: {err}") from None
     chosen = {evaluation.dataset.images[i].id for i in evaluation.indices}
     return ValidationSamples(data, [i for i, n in enumerate(data.image_ids) if n in chosen])
-
-
-def autocast_for(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager:
-    """Autocast to ``precision``'s dtype on ``device`` (nothing for fp32)."""
-    dtype = autocast_dtype(precision)
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
 
 
 def validation_losses(
