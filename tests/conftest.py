@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,16 @@ IMAGES = DATA / "coco" / "val2017"
 @pytest.fixture(scope="session", autouse=True)
 def _threads() -> None:
     torch.set_num_threads(2)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One intra-op thread while the test runs (the same kernels in every run, and fast on a
+    shared machine), then the former count again."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

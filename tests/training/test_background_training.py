@@ -6,7 +6,6 @@ fast on a busy machine)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from itertools import islice
 from pathlib import Path
 
@@ -25,13 +24,7 @@ from fasterrcnn.modeling.rpn_training import label_anchors
 from fasterrcnn.training.loop import train
 from fasterrcnn.training.options import TrainingError, TrainOptions
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

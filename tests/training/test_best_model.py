@@ -52,12 +52,7 @@ def start() -> dict[str, torch.Tensor]:
     return fasterrcnn.Detector(tiny_config()).state_dict()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

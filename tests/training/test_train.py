@@ -187,53 +187,50 @@ def _losses(folder: Path) -> list[tuple[int, float]]:
     return [(r["iteration"], r["total"]) for r in map(json.loads, lines) if "total" in r]
 
 
+@pytest.mark.usefixtures("one_thread")  # the same kernels in every run
 def test_nan_stops_the_run_and_resume_repeats_the_uninterrupted_run(
     tiny_weights: Path, coco: CocoDataset, tmp_path: Path, monkeypatch
 ) -> None:
-    torch.set_num_threads(1)  # the same kernels in every run
-    try:
-        whole = read_native(tiny_weights)
-        model = fasterrcnn.Detector(whole.config)
-        model.load_state_dict(whole.state_dict)
-        train(model.train(), _data(model, coco), _options(tmp_path / "whole"))
-        reference = _losses(tmp_path / "whole")
-        assert [i for i, _ in reference] == [1, 2, 3, 4]
-        final = read_native(tmp_path / "whole" / FINAL).state_dict
+    whole = read_native(tiny_weights)
+    model = fasterrcnn.Detector(whole.config)
+    model.load_state_dict(whole.state_dict)
+    train(model.train(), _data(model, coco), _options(tmp_path / "whole"))
+    reference = _losses(tmp_path / "whole")
+    assert [i for i, _ in reference] == [1, 2, 3, 4]
+    final = read_native(tmp_path / "whole" / FINAL).state_dict
 
-        # The same run, whose third iteration's loss is NaN: it stops with the checkpoint of
-        # iteration 2 kept.
-        model = fasterrcnn.Detector(whole.config)
-        model.load_state_dict(whole.state_dict)
-        original = train_module._LossModule.forward
-        calls = {"n": 0}
+    # The same run, whose third iteration's loss is NaN: it stops with the checkpoint of
+    # iteration 2 kept.
+    model = fasterrcnn.Detector(whole.config)
+    model.load_state_dict(whole.state_dict)
+    original = train_module._LossModule.forward
+    calls = {"n": 0}
 
-        def poisoned(self, *args):
-            losses = original(self, *args)
-            calls["n"] += 1
-            if calls["n"] == 3:
-                losses["roi_box"] = losses["roi_box"] * math.nan
-            return losses
+    def poisoned(self, *args):
+        losses = original(self, *args)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            losses["roi_box"] = losses["roi_box"] * math.nan
+        return losses
 
-        monkeypatch.setattr(train_module._LossModule, "forward", poisoned)
-        cut = tmp_path / "cut"
-        with pytest.raises(TrainingError) as stop:
-            train(model.train(), _data(model, coco), _options(cut))
-        message = str(stop.value)
-        assert "non-finite loss at iteration 3" in message and "roi_box nan" in message
-        assert f"the last good checkpoint is {cut / CHECKPOINT} (iteration 2)" in message
-        assert "\n" not in message
-        assert not (cut / FINAL).exists()
-        assert read_native(cut / CHECKPOINT).metadata["iteration"] == "2"
+    monkeypatch.setattr(train_module._LossModule, "forward", poisoned)
+    cut = tmp_path / "cut"
+    with pytest.raises(TrainingError) as stop:
+        train(model.train(), _data(model, coco), _options(cut))
+    message = str(stop.value)
+    assert "non-finite loss at iteration 3" in message and "roi_box nan" in message
+    assert f"the last good checkpoint is {cut / CHECKPOINT} (iteration 2)" in message
+    assert "\n" not in message
+    assert not (cut / FINAL).exists()
+    assert read_native(cut / CHECKPOINT).metadata["iteration"] == "2"
 
-        # Resumed (without the poison): iterations 3 and 4 as in the uninterrupted run.
-        monkeypatch.setattr(train_module._LossModule, "forward", original)
-        model = fasterrcnn.Detector(whole.config)
-        train(model.train(), _data(model, coco), _options(cut, resume=True))
-        assert _losses(cut) == reference
-        resumed = read_native(cut / FINAL).state_dict
-        assert all(torch.equal(resumed[k], final[k]) for k in final)
-    finally:
-        torch.set_num_threads(2)
+    # Resumed (without the poison): iterations 3 and 4 as in the uninterrupted run.
+    monkeypatch.setattr(train_module._LossModule, "forward", original)
+    model = fasterrcnn.Detector(whole.config)
+    train(model.train(), _data(model, coco), _options(cut, resume=True))
+    assert _losses(cut) == reference
+    resumed = read_native(cut / FINAL).state_dict
+    assert all(torch.equal(resumed[k], final[k]) for k in final)
 
 
 def test_resume_refuses_another_run(tiny_weights: Path, coco: CocoDataset, tmp_path: Path) -> None:
