@@ -19,7 +19,9 @@ from fasterrcnn.data.dataset_files import EVAL_SPLIT, names_its_images
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.coco_metrics import CocoMetrics
 from fasterrcnn.evaluation.dataset_run import load_eval_set
-from fasterrcnn.evaluation.evaluate import evaluate_results_file, evaluate_set
+from fasterrcnn.evaluation.evaluate import EvaluationRun, evaluate_results_file, evaluate_set
+from fasterrcnn.evaluation.report.plots import check_plotting
+from fasterrcnn.evaluation.report.writer import ReportError, ReportOptions, deploy_line
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -33,8 +35,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--results",
         metavar="FILE",
-        help="COCO results JSON to write (when a model runs) or to evaluate (without --images; "
-        "for a dataset that names its images, an existing file and no --model/--weights)",
+        help="COCO results JSON to write (when a model runs) or to evaluate (an existing file "
+        "and no --model/--weights; --images then serves the report's drawings)",
     )
     evaluate.add_argument(
         "--metrics", metavar="FILE", help="write the metrics as JSON to this file"
@@ -53,6 +55,24 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         default="pycocotools",
         help="COCO evaluation implementation (default pycocotools)",
     )
+    report = evaluate.add_argument_group("report")
+    report.add_argument(
+        "--report", metavar="DIR", help="write the evaluation report (index.html, curves, "
+        "confusion matrix, deploy threshold, errors by kind, worst images) into DIR",
+    )  # fmt: skip
+    report.add_argument(
+        "--report-iou", type=float, default=0.5, metavar="IOU",
+        help="IoU of the report's confusion matrix and errors (default 0.5)",
+    )  # fmt: skip
+    report.add_argument(
+        "--report-score", type=float, metavar="SCORE",
+        help="score threshold of the report's confusion matrix, errors and worst images "
+        "(default: the deploy threshold, the best F1's)",
+    )  # fmt: skip
+    report.add_argument(
+        "--report-images", type=int, default=24, metavar="N",
+        help="how many of the images with the most errors the report draws (default 24)",
+    )  # fmt: skip
     add_model_options(evaluate)
     evaluate.set_defaults(run=run)
 
@@ -66,16 +86,17 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError(
             "--evaluator faster-coco-eval needs its package: pip install faster-coco-eval"
         )
+    report = _report_options(args)
     dataset_options = {"format": args.format, "split": args.split, "classes": args.classes}
     if _results_mode(args):
         try:
             run = evaluate_results_file(
                 args.annotations, args.results, args.evaluator, images=args.images,
-                **dataset_options,
+                report=report, **dataset_options,
             )  # fmt: skip
-        except (DatasetError, OSError, ImportError) as err:
+        except (DatasetError, OSError, ImportError, ValueError) as err:
             raise CLIError(str(err)) from None
-        _report(run.metrics, args.metrics, run.evaluation_seconds)
+        _print_run(run, args.metrics)
         return 0
     if args.images is None and not names_its_images(args.annotations, args.format):
         raise CLIError("give --images DIR to run a model, or --results FILE to evaluate")
@@ -94,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         run = evaluate_set(
             model, eval_set, batch_size=args.batch_size, workers=args.workers,
-            results_file=args.results, backend=args.evaluator,
+            results_file=args.results, backend=args.evaluator, report=report,
         )  # fmt: skip
     except (DatasetError, OSError, ImportError) as err:
         raise CLIError(str(err)) from None
@@ -102,22 +123,50 @@ def run(args: argparse.Namespace) -> int:
         seconds = run.inference_seconds
         print(f"inference: {run.images_run} images in {seconds:.1f} s "
               f"({run.images_run / seconds:.2f} images/s, {run.processes} process(es))")  # fmt: skip
-        _report(run.metrics, args.metrics, run.evaluation_seconds)
+        _print_run(run, args.metrics)
     return 1 if run.failures else 0
 
 
 def _results_mode(args: argparse.Namespace) -> bool:
-    """Whether ``--results`` is a file to evaluate rather than one to write: without
-    ``--images``, for a dataset that needs them; for one that names its images, when the
-    file exists and no model is named."""
-    if args.results is None or args.images is not None:
+    """Whether ``--results`` is a file to evaluate rather than one to write: an existing file
+    with no ``--model``/``--weights`` (``--images`` then only serves the report's drawings),
+    or any ``--results`` without ``--images`` for a dataset that needs them."""
+    if args.results is None:
         return False
-    if not names_its_images(args.annotations, args.format):
+    if args.model is None and args.weights is None and Path(args.results).is_file():
         return True
-    return Path(args.results).is_file() and args.model is None and args.weights is None
+    return args.images is None and not names_its_images(args.annotations, args.format)
 
 
-def _report(metrics: CocoMetrics, metrics_file: str | None, seconds: float) -> None:
+def _report_options(args: argparse.Namespace) -> ReportOptions | None:
+    """The checked report options, or a one-line error before any work."""
+    if args.report is None:
+        return None
+    options = ReportOptions(
+        Path(args.report), args.report_iou, args.report_score, args.report_images
+    )
+    try:
+        options.check()
+        check_plotting()
+    except (ReportError, ImportError) as err:
+        raise CLIError(f"--report: {err}") from None
+    return options
+
+
+def _print_run(run: EvaluationRun, metrics_file: str | None) -> None:
+    """The metrics, the deploy threshold and the report's place (or why there is none)."""
+    _print_metrics(run.metrics, metrics_file, run.evaluation_seconds)
+    if run.deploy is not None or run.report is not None:
+        print(deploy_line(run.deploy))
+    if run.report is not None:
+        for line in run.report.skipped:
+            print(line)
+        print(f"report: {run.report.page} in {run.report_seconds:.2f} s")
+    if run.report_error is not None:
+        raise CLIError(f"--report: {run.report_error}")
+
+
+def _print_metrics(metrics: CocoMetrics, metrics_file: str | None, seconds: float) -> None:
     print(metrics.summary.rstrip())
     print("per-category AP:")
     print(metrics.table())

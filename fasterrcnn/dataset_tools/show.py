@@ -9,20 +9,17 @@ drawn inside its edges, in its class's colour (as detections are drawn); an igno
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import cv2
 import numpy as np
 
 from fasterrcnn.data.coco import CocoDataset
 from fasterrcnn.data.images import ImageError, read_image
-from fasterrcnn.inference.drawing import class_color
+from fasterrcnn.inference.drawing import draw_ground_truth
 
-IGNORED_COLOR = (160, 160, 160)  # BGR
-DASH, GAP = 6, 4  # pixels of an ignored region's dashed outline
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 # A contact sheet's cell: a thumbnail (thumb_size square), the file name under it (CAPTION
 # pixels high) and PAD pixels around both.
@@ -39,75 +36,6 @@ class ShowSummary:
     drawn: int = 0
     skipped: list[str] = field(default_factory=list)
     sheets: list[Path] = field(default_factory=list)
-
-
-def line_thickness(height: int, width: int) -> int:
-    """Outline thickness for an image of this size: 1 pixel per 400 of its longer side."""
-    return max(1, round(max(height, width) / 400))
-
-
-def draw_ground_truth(
-    image_rgb: np.ndarray, annotations: list[dict[str, Any]], names: Mapping[int, str]
-) -> np.ndarray:
-    """A BGR copy of ``image_rgb`` with each annotation's box and class name drawn (ignored
-    regions first, dashed and grey, so the boxes stay on top). ``names``: category id ->
-    class name."""
-    canvas = np.ascontiguousarray(image_rgb[:, :, ::-1]).copy()
-    height, width = canvas.shape[:2]
-    thickness = line_thickness(height, width)
-    font_scale = max(0.4, 0.5 * max(height, width) / 1000)
-    ordered = sorted(annotations, key=lambda a: -int(a.get("iscrowd", 0)))
-    for annotation in ordered:
-        x, y, w, h = (float(v) for v in annotation["bbox"])
-        x1, y1 = max(math.floor(x), 0), max(math.floor(y), 0)
-        x2 = min(max(math.ceil(x + w) - 1, x1), width - 1)
-        y2 = min(max(math.ceil(y + h) - 1, y1), height - 1)
-        if x1 >= width or y1 >= height:
-            continue  # wholly outside the image
-        category_id = int(annotation["category_id"])
-        name = names.get(category_id, str(category_id))
-        if annotation.get("iscrowd", 0):
-            color, label = IGNORED_COLOR, f"{name} (ignored)"
-            _dashed_rectangle(canvas, (x1, y1, x2, y2), color, thickness)
-        else:
-            color, label = class_color(category_id), name
-            for k in range(thickness):  # inside the box's edges: it covers nothing around it
-                cv2.rectangle(canvas, (x1 + k, y1 + k), (x2 - k, y2 - k), color, 1)
-        _label(canvas, label, (x1, y1), color, font_scale)
-    return canvas
-
-
-def _dashed_rectangle(
-    canvas: np.ndarray, box: tuple[int, int, int, int], color: tuple[int, int, int], thickness: int
-) -> None:
-    x1, y1, x2, y2 = box
-    for k in range(thickness):
-        left, top, right, bottom = x1 + k, y1 + k, x2 - k, y2 - k
-        for start in range(left, right + 1, DASH + GAP):
-            end = min(start + DASH - 1, right)
-            cv2.line(canvas, (start, top), (end, top), color, 1)
-            cv2.line(canvas, (start, bottom), (end, bottom), color, 1)
-        for start in range(top, bottom + 1, DASH + GAP):
-            end = min(start + DASH - 1, bottom)
-            cv2.line(canvas, (left, start), (left, end), color, 1)
-            cv2.line(canvas, (right, start), (right, end), color, 1)
-
-
-def _label(
-    canvas: np.ndarray,
-    text: str,
-    corner: tuple[int, int],
-    color: tuple[int, int, int],
-    font_scale: float,
-) -> None:
-    """``text`` on a filled ``color`` tag above the box's top-left corner (inside the box's
-    top when there is no room above it)."""
-    x1, y1 = corner
-    (tw, th), base = cv2.getTextSize(text, FONT, font_scale, 1)
-    tag = th + base + 2
-    top = y1 - tag if y1 >= tag else y1
-    cv2.rectangle(canvas, (x1, top), (x1 + tw + 2, top + tag - 1), color, -1)
-    cv2.putText(canvas, text, (x1 + 1, top + th + 1), FONT, font_scale, (0, 0, 0), 1, cv2.LINE_AA)
 
 
 def sheet_grid(count: int, per_sheet: int) -> tuple[int, int]:

@@ -172,6 +172,12 @@ def run_cocoeval(
     return evaluator, "".join(lines)
 
 
+def keeps_matches(evaluator: Any) -> bool:
+    """Whether ``evaluator`` keeps pycocotools' per-image matches (``evalImgs``, a list);
+    faster-coco-eval keeps them in C++ only."""
+    return isinstance(getattr(evaluator, "evalImgs", None), list)
+
+
 def _per_category(dataset: CocoDataset, evaluator: Any, image_ids: list[int]) -> list[CategoryAP]:
     params = evaluator.params
     precision = np.asarray(evaluator.eval["precision"])  # [iou, recall, category, area, maxdets]
@@ -214,6 +220,17 @@ def evaluate_results(
     only where a single detection counts so far and it is a true positive (1.0 against
     ``1 - 2**-52``), so stats and APs agree to about 1e-16 and the summary text is the same.
     """
+    return coco_evaluation(dataset, results, image_ids, backend)[0]
+
+
+def coco_evaluation(
+    dataset: CocoDataset,
+    results: np.ndarray,
+    image_ids: Sequence[int] | None = None,
+    backend: Backend = "pycocotools",
+) -> tuple[CocoMetrics, Any]:
+    """:func:`evaluate_results` and the accumulated evaluator it ran (pycocotools' COCOeval,
+    or faster-coco-eval's), for what reads the evaluation's own matches and curves."""
     results = check_results(dataset, results)
     if image_ids is None:
         evaluated = sorted(image.id for image in dataset.images)
@@ -228,10 +245,11 @@ def evaluate_results(
     evaluator, summary = run_cocoeval(dataset, results, evaluated, backend)
     stats = [float(v) for v in evaluator.stats[: len(STAT_NAMES)]]
     on_evaluated = np.isin(results[:, 0], evaluated)
-    return CocoMetrics(
+    metrics = CocoMetrics(
         stats=dict(zip(STAT_NAMES, stats, strict=True)),
         per_category=_per_category(dataset, evaluator, evaluated),
         summary=summary,
         num_images=len(evaluated),
         num_detections=int(on_evaluated.sum()),
     )
+    return metrics, evaluator

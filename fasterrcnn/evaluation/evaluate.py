@@ -12,11 +12,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from fasterrcnn.data.coco import CocoDataset
 from fasterrcnn.data.dataset_files import EVAL_SPLIT, load_dataset
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.distributed import broadcast_from_main, current_context
-from fasterrcnn.evaluation.coco_metrics import Backend, CocoMetrics, evaluate_results
+from fasterrcnn.evaluation.coco_metrics import (
+    Backend,
+    CocoMetrics,
+    coco_evaluation,
+    keeps_matches,
+)
 from fasterrcnn.evaluation.dataset_run import (
     DatasetDetections,
     EvalSet,
@@ -25,7 +32,14 @@ from fasterrcnn.evaluation.dataset_run import (
     load_eval_set,
     log_load_report,
 )
+from fasterrcnn.evaluation.report.writer import (
+    ReportError,
+    ReportOptions,
+    ReportSummary,
+    write_report,
+)
 from fasterrcnn.evaluation.results_json import load_results, write_results
+from fasterrcnn.evaluation.thresholds import coco_matches, deploy_thresholds
 from fasterrcnn.inference.protocol import BatchDetector
 
 logger = logging.getLogger("fasterrcnn")
@@ -35,7 +49,11 @@ logger = logging.getLogger("fasterrcnn")
 class EvaluationRun:
     """The metrics of a run and what it took: ``images_run`` images through the model in
     ``inference_seconds`` by ``processes`` processes (0 and 0.0 for a results file), the COCO
-    evaluation in ``evaluation_seconds``, and one line per image that could not be read."""
+    evaluation in ``evaluation_seconds``, and one line per image that could not be read.
+
+    ``deploy``: the best-F1 point of :mod:`~fasterrcnn.evaluation.thresholds` (None without
+    detections, or where the backend keeps no per-image matches); ``report``: the report
+    written in ``report_seconds``, or ``report_error`` saying why it could not be."""
 
     metrics: CocoMetrics
     images_run: int = 0
@@ -43,6 +61,10 @@ class EvaluationRun:
     evaluation_seconds: float = 0.0
     processes: int = 1
     failures: list[str] = field(default_factory=list)
+    deploy: dict[str, float] | None = None
+    report: ReportSummary | None = None
+    report_seconds: float = 0.0
+    report_error: str | None = None
 
 
 def evaluate(
@@ -59,6 +81,7 @@ def evaluate(
     allow_missing: bool = False,
     results_file: str | Path | None = None,
     backend: Backend = "pycocotools",
+    report: str | Path | ReportOptions | None = None,
     progress: bool = True,
 ) -> CocoMetrics:
     """COCO bbox metrics of ``model`` on the images of folder ``images`` labelled by
@@ -69,19 +92,32 @@ def evaluate(
 
     Under ``torchrun`` (a process group joined with
     :func:`fasterrcnn.distributed.init_distributed`) each process runs its shard and every
-    process returns the same metrics. ``results_file`` also writes the COCO results JSON.
-    Images that cannot be read are logged and left out of the evaluation. ``progress`` shows
-    a progress bar (images/s, ETA) on stderr.
+    process returns the same metrics. ``results_file`` also writes the COCO results JSON;
+    ``report`` (a folder, or :class:`ReportOptions`) writes the evaluation report there, and
+    a :class:`ReportError` says why it could not be. Images that cannot be read are logged
+    and left out of the evaluation. ``progress`` shows a progress bar on stderr.
     """
+    options = report_options(report)
     eval_set = load_eval_set(
         annotations, images, max_images, allow_missing, format=format, split=split,
         classes=classes,
     )  # fmt: skip
     run = evaluate_set(
         model, eval_set, batch_size=batch_size, workers=workers, results_file=results_file,
-        backend=backend, progress=progress,
+        backend=backend, report=options, progress=progress,
     )  # fmt: skip
+    if run.report_error is not None:
+        raise ReportError(run.report_error)
     return run.metrics
+
+
+def report_options(report: str | Path | ReportOptions | None) -> ReportOptions | None:
+    """``report`` as checked :class:`ReportOptions` (a folder gets the defaults)."""
+    if report is None:
+        return None
+    options = report if isinstance(report, ReportOptions) else ReportOptions(Path(report))
+    options.check()
+    return options
 
 
 def evaluate_set(
@@ -92,6 +128,7 @@ def evaluate_set(
     workers: int = 0,
     results_file: str | Path | None = None,
     backend: Backend = "pycocotools",
+    report: ReportOptions | None = None,
     progress: bool = True,
 ) -> EvaluationRun:
     """:func:`evaluate` on an :class:`EvalSet` already loaded, with the run's figures.
@@ -99,7 +136,8 @@ def evaluate_set(
     A dataset none of whose categories is a class of the model is a :class:`DatasetError`
     before any image is run. Every process returns the same run, or raises the same error
     (a :class:`DatasetError`, an ``OSError`` writing ``results_file``, an ``ImportError``
-    for a missing ``backend``).
+    for a missing ``backend``). A report that cannot be written leaves the metrics in the
+    run and its reason in ``report_error``.
     """
     dataset = eval_set.dataset
     mapping = class_mapping(model, dataset)
@@ -115,12 +153,9 @@ def evaluate_set(
     if found is not None:
         inference_seconds = time.perf_counter() - start
         try:
-            start = time.perf_counter()
-            metrics = evaluate_found(dataset, found, results_file, backend)
-            outcome = EvaluationRun(
-                metrics, len(eval_set.indices), inference_seconds,
-                time.perf_counter() - start, context.world_size, found.failures,
-            )  # fmt: skip
+            outcome = evaluate_found(dataset, found, results_file, backend, report, progress)
+            outcome.images_run, outcome.inference_seconds = len(eval_set.indices), inference_seconds
+            outcome.processes = context.world_size
         except (DatasetError, OSError, ImportError) as err:
             outcome = err
     outcome = broadcast_from_main(outcome)
@@ -135,9 +170,11 @@ def evaluate_found(
     found: DatasetDetections,
     results_file: str | Path | None = None,
     backend: Backend = "pycocotools",
-) -> CocoMetrics:
-    """Write ``found``'s results (when ``results_file`` is given) and evaluate them on the
-    images that were read."""
+    report: ReportOptions | None = None,
+    progress: bool = True,
+) -> EvaluationRun:
+    """Write ``found``'s results (when ``results_file`` is given), evaluate them on the
+    images that were read, and write the report (when ``report`` is given)."""
     if not found.image_ids:
         raise DatasetError(f"none of the {len(found.failures)} images could be read")
     if found.failures:
@@ -147,7 +184,39 @@ def evaluate_found(
         )
     if results_file is not None:
         write_results(results_file, found.results)
-    return evaluate_results(dataset, found.results, found.image_ids, backend=backend)
+    run = _evaluate(dataset, found.results, found.image_ids, backend, report, progress)
+    run.failures = found.failures
+    return run
+
+
+def _evaluate(
+    dataset: CocoDataset,
+    results: np.ndarray,
+    image_ids: list[int] | None,
+    backend: Backend,
+    report: ReportOptions | None,
+    progress: bool,
+) -> EvaluationRun:
+    """The metrics of ``results``, their deploy threshold and, when asked, the report."""
+    start = time.perf_counter()
+    metrics, evaluator = coco_evaluation(dataset, results, image_ids, backend)
+    run = EvaluationRun(metrics, evaluation_seconds=time.perf_counter() - start)
+    if keeps_matches(evaluator):
+        matches = coco_matches(evaluator, len(dataset.classes))
+        run.deploy = deploy_thresholds(matches, list(dataset.classes.names))["overall"]
+    if report is None:
+        return run
+    start = time.perf_counter()
+    try:
+        run.report = write_report(
+            dataset, results, report, image_ids=image_ids, evaluator=evaluator,
+            metrics=metrics, progress=progress,
+        )  # fmt: skip
+        run.deploy = run.report.deploy
+    except (ReportError, OSError, ImportError) as err:
+        run.report_error = str(err)
+    run.report_seconds = time.perf_counter() - start
+    return run
 
 
 def evaluate_results_file(
@@ -159,16 +228,17 @@ def evaluate_results_file(
     format: str | None = None,
     split: str | None = None,
     classes: str | Path | None = None,
+    report: ReportOptions | None = None,
+    progress: bool = True,
 ) -> EvaluationRun:
     """COCO bbox metrics of a results JSON (as ``--results`` writes it, with the dataset's
     category ids) against the dataset ``annotations`` in any format (as
-    :func:`evaluate` reads it); a :class:`DatasetError` names a problem with either."""
+    :func:`evaluate` reads it), and the report when ``report`` is given; a
+    :class:`DatasetError` names a problem with either file."""
     dataset = load_dataset(
         annotations, images, format=format, split=split, classes=classes,
         default_split=EVAL_SPLIT,
     )  # fmt: skip
     log_load_report(dataset)
     results = load_results(results_file, dataset)
-    start = time.perf_counter()
-    metrics = evaluate_results(dataset, results, backend=backend)
-    return EvaluationRun(metrics, evaluation_seconds=time.perf_counter() - start)
+    return _evaluate(dataset, results, None, backend, report, progress)

@@ -107,20 +107,27 @@ def coco_matches(evaluator: Any, num_classes: int) -> MatchedDetections:
     )
 
 
-def deploy_thresholds(matches: MatchedDetections, names: list[str]) -> dict[str, Any]:
-    """``{"overall": point, "per_class": {name: point}, "precision_targets": {"0.9": point,
-    ...}}`` (a point: threshold, precision, recall, F1; None where there is none)."""
+def score_curves(
+    matches: MatchedDetections, names: list[str]
+) -> tuple[ScoreCurve, dict[str, ScoreCurve]]:
+    """The curve of all classes together and the curve of each class (by name)."""
     overall = ScoreCurve.of(matches.scores, matches.true_positive, int(matches.positives.sum()))
     per_class = {}
     for i, name in enumerate(names):
         mine = matches.classes == i
-        curve = ScoreCurve.of(
+        per_class[name] = ScoreCurve.of(
             matches.scores[mine], matches.true_positive[mine], int(matches.positives[i])
         )
-        per_class[name] = curve.best_f1()
+    return overall, per_class
+
+
+def deploy_thresholds(matches: MatchedDetections, names: list[str]) -> dict[str, Any]:
+    """``{"overall": point, "per_class": {name: point}, "precision_targets": {"0.9": point,
+    ...}}`` (a point: threshold, precision, recall, F1; None where there is none)."""
+    overall, per_class = score_curves(matches, names)
     return {
         "overall": overall.best_f1(),
-        "per_class": per_class,
+        "per_class": {name: curve.best_f1() for name, curve in per_class.items()},
         "precision_targets": {f"{p:g}": overall.precision_target(p) for p in PRECISION_TARGETS},
     }
 

@@ -112,7 +112,7 @@ def coco_metrics(model: Detector, evaluation: EvalSet) -> dict[str, float] | Non
     try:
         dataset = evaluation.dataset
         found = detect_dataset(model, dataset, evaluation.indices, class_mapping(model, dataset))
-        metrics = None if found is None else evaluate_found(dataset, found).stats
+        metrics = None if found is None else evaluate_found(dataset, found).metrics.stats
     finally:
         model.train(was_training)
     return metrics

@@ -9,15 +9,8 @@ import numpy as np
 import pytest
 
 from fasterrcnn.data.coco import CocoDataset
-from fasterrcnn.dataset_tools.show import (
-    CAPTION,
-    IGNORED_COLOR,
-    PAD,
-    SHEET_BACKGROUND,
-    draw_ground_truth,
-    show_dataset,
-)
-from fasterrcnn.inference.drawing import class_color
+from fasterrcnn.dataset_tools.show import CAPTION, PAD, SHEET_BACKGROUND, show_dataset
+from fasterrcnn.inference.drawing import IGNORED_COLOR, class_color, draw_ground_truth
 
 BACKGROUND_RGB = (150, 120, 90)
 BOX = [10.0, 20.0, 30.0, 40.0]  # x 10..39, y 20..59

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from pathlib import Path
 
 import pytest
 from helpers.seeded import DATA
@@ -17,35 +16,24 @@ from helpers.seeded import DATA
 pytest.importorskip("fastapi")
 webdriver = pytest.importorskip("selenium.webdriver")
 
+from helpers.browser import chromium, needs_chromium  # noqa: E402
 from helpers.serving import cli_server, post_image  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from fasterrcnn.inference.drawing import class_color  # noqa: E402
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
 IMAGE = DATA / "coco" / "val2017" / "000000087038.jpg"  # 640 x 480
 TORCHVISION = "torchvision_fasterrcnn_resnet50_fpn"
 
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM.exists() and CHROMEDRIVER.exists()),
-    reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)",
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--window-size=1280,1600"):  # fmt: skip
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
-    driver.set_script_timeout(30)
-    yield driver
-    driver.quit()
+    with chromium() as driver:
+        driver.set_script_timeout(30)
+        yield driver
 
 
 @pytest.fixture(scope="module")
