@@ -5,6 +5,7 @@ from fasterrcnn.data.dataset_files import load_dataset
 from fasterrcnn.data.images import ImageError, read_image
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.evaluate import evaluate
+from fasterrcnn.evaluation.report import ReportOptions
 from fasterrcnn.inference.detections import Detections
 from fasterrcnn.inference.detector import Detector
 from fasterrcnn.inference.predict import iter_detections
@@ -29,6 +30,7 @@ __all__ = [
     "FasterRCNN",
     "ImageError",
     "ModelConfig",
+    "ReportOptions",
     "UnknownModelError",
     "create_model",
     "evaluate",

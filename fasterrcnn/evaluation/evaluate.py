@@ -52,7 +52,7 @@ class EvaluationRun:
     evaluation in ``evaluation_seconds``, and one line per image that could not be read.
 
     ``deploy``: the best-F1 point of :mod:`~fasterrcnn.evaluation.thresholds` (None without
-    detections, or where the backend keeps no per-image matches); ``report``: the report
+    a true positive, or where the backend keeps no per-image matches); ``report``: the report
     written in ``report_seconds``, or ``report_error`` saying why it could not be."""
 
     metrics: CocoMetrics

@@ -8,7 +8,8 @@ positive. Recall's denominator is the number of ground-truth boxes that are not 
 threshold ``t`` keeps every detection with ``score >= t``; the curve has one point per
 distinct score.
 
-``best_f1`` is the threshold of the highest F1 (among equal F1s, the highest threshold);
+``best_f1`` is the threshold of the highest F1 (among equal F1s, the highest threshold; none
+where no detection is a true positive);
 ``precision_target(p)`` the lowest threshold whose precision reaches ``p`` (the most recall
 at that precision), None where none does.
 """
@@ -62,8 +63,11 @@ class ScoreCurve:
         }
 
     def best_f1(self) -> dict[str, float] | None:
-        """The point of the highest F1 (first in descending thresholds), None if no point."""
-        return self.point(int(np.argmax(self.f1))) if len(self.f1) else None
+        """The point of the highest F1 (first in descending thresholds); None where no
+        threshold keeps a true positive (no detection, or F1 0 everywhere)."""
+        if not len(self.f1) or self.f1.max() <= 0:
+            return None
+        return self.point(int(np.argmax(self.f1)))
 
     def precision_target(self, target: float) -> dict[str, float] | None:
         reached = np.nonzero(self.precision >= target)[0]

@@ -160,7 +160,7 @@ def test_empty_results_give_a_report_of_zeros(tmp_path, capsys):
     status = main(["eval", "--annotations", str(ANNOTATIONS), "--results", str(results),
                    "--report", str(tmp_path / "report")])  # fmt: skip
     assert status == 0
-    assert "deploy threshold: none (no detections)" in capsys.readouterr().out
+    assert "deploy threshold: none (no true positive)" in capsys.readouterr().out
     thresholds = json.loads((tmp_path / "report" / "thresholds.json").read_text())
     assert thresholds["overall"] is None
     assert set(thresholds["precision_targets"].values()) == {None}

@@ -29,6 +29,8 @@ def test_curve_by_hand() -> None:
     assert curve.precision_target(0.9)["threshold"] == 0.9
     assert curve.precision_target(0.7)["threshold"] == 0.5  # the lowest that reaches it
     assert ScoreCurve.of(np.zeros(0), np.zeros(0, bool), 3).best_f1() is None
+    # detections but no true positive: F1 is 0 at every threshold, so no deploy threshold
+    assert ScoreCurve.of(np.array([0.9, 0.4]), np.zeros(2, bool), 3).best_f1() is None
 
 
 def test_crowd_matches_count_neither_way() -> None:

@@ -34,7 +34,7 @@ from fasterrcnn.evaluation.report.worst_images import LEGEND, write_worst_images
 from fasterrcnn.evaluation.thresholds import coco_matches, deploy_thresholds, score_curves
 
 logger = logging.getLogger("fasterrcnn")
-FALLBACK_SCORE = 0.5  # the errors' threshold when there is no deploy threshold (no detection)
+FALLBACK_SCORE = 0.5  # the errors' score threshold where there is no deploy threshold
 FIGURES = (
     ("pr_curves.png", "Precision-recall curves (pycocotools, area all, 100 detections)"),
     ("f1_curve.png", "Precision, recall and F1 by score threshold (IoU 0.5)"),
@@ -74,7 +74,7 @@ class ReportOptions:
 
 @dataclass
 class ReportSummary:
-    """What a report holds: its page, the deploy threshold (None without detections), the
+    """What a report holds: its page, the deploy threshold (None without a true positive), the
     score threshold of its matrix and errors, and one line per worst image not drawn."""
 
     page: Path
@@ -89,7 +89,7 @@ class ReportSummary:
 def deploy_line(point: dict[str, float] | None) -> str:
     """``"deploy threshold 0.62: precision 0.81, recall 0.74, F1 0.77"``."""
     if point is None:
-        return "deploy threshold: none (no detections)"
+        return "deploy threshold: none (no true positive)"
     return (f"deploy threshold {point['threshold']:.2f}: precision {point['precision']:.2f}, "
             f"recall {point['recall']:.2f}, F1 {point['f1']:.2f}")  # fmt: skip
 
