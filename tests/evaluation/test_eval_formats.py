@@ -46,9 +46,11 @@ def _in_terms_of(results: list[dict], source: CocoDataset, target: CocoDataset) 
 
 
 def _cli_metrics(tmp_path: Path, name: str, results: list[dict], *dataset: object) -> dict:
+    """The metrics ``eval --results`` gives, its report written to ``tmp_path/<name>``."""
     results_file, metrics = tmp_path / f"{name}-results.json", tmp_path / f"{name}-metrics.json"
     results_file.write_text(json.dumps(results))
-    argv = ["eval", *dataset, "--results", results_file, "--metrics", metrics]
+    argv = ["eval", *dataset, "--results", results_file, "--metrics", metrics,
+            "--report", tmp_path / name, "--report-images", "3"]  # fmt: skip
     assert main([str(a) for a in argv]) == 0
     return json.loads(metrics.read_text())
 
@@ -71,6 +73,9 @@ def test_eval_of_the_same_results_in_three_formats(tmp_path: Path, crowd: bool) 
     # A VOC folder without --images: the labels alone (sizes from the XML) are enough.
     got = {"voc": _cli_metrics(tmp_path, "voc", _in_terms_of(results, coco, voc),
                                "--annotations", tmp_path / "voc")}  # fmt: skip
+    # With --images, the results file is still the one evaluated; the report draws them.
+    _cli_metrics(tmp_path, "voc-drawn", _in_terms_of(results, coco, voc), "--annotations",
+                 tmp_path / "voc", "--images", IMAGES)  # fmt: skip
     if not crowd:
         convert_dataset(coco, "yolo", tmp_path / "yolo")
         yolo = load_dataset(tmp_path / "yolo" / "data.yaml", split="val")
@@ -81,3 +86,11 @@ def test_eval_of_the_same_results_in_three_formats(tmp_path: Path, crowd: bool) 
     for name, metrics in got.items():
         for key in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100"):
             assert metrics[key] == pytest.approx(expected[key], abs=1e-12), (name, key)
+    # The same report: deploy thresholds, confusion matrix and errors, in any format.
+    for name in (*got, "voc-drawn"):
+        for file in ("thresholds.json", "confusion_matrix.json", "errors.json"):
+            mine = json.loads((tmp_path / name / file).read_text())
+            assert mine == json.loads((tmp_path / "coco" / file).read_text()), (name, file)
+    assert list((tmp_path / "voc-drawn" / "worst").glob("01_*.jpg"))
+    for name in ("coco", "voc"):  # no image folder: nothing to draw
+        assert not (tmp_path / name / "worst").exists()
