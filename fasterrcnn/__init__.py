@@ -9,6 +9,7 @@ from fasterrcnn.evaluation.report import ReportOptions
 from fasterrcnn.inference.detections import Detections
 from fasterrcnn.inference.detector import Detector
 from fasterrcnn.inference.predict import iter_detections
+from fasterrcnn.inference.slicing import SliceOptions
 from fasterrcnn.modeling.faster_rcnn import FasterRCNN
 from fasterrcnn.zoo import (
     CheckpointError,
@@ -31,6 +32,7 @@ __all__ = [
     "ImageError",
     "ModelConfig",
     "ReportOptions",
+    "SliceOptions",
     "UnknownModelError",
     "create_model",
     "evaluate",

@@ -152,12 +152,13 @@ def test_modules_are_read_in_one_sitting() -> None:
     assert set(long) <= PURE_DATA, long
 
 
-# What the command line may reach below the library's rooms: image listing, the error types
-# and precisions. No dataset building, no network, no ops.
+# What the command line may reach below the library's rooms: image and video listing, the
+# error types and precisions. No dataset building, no network, no ops.
 CLI_MAY_IMPORT_LOW = {
     "fasterrcnn.data.coco",
     "fasterrcnn.data.dataset_files",
     "fasterrcnn.data.images",
+    "fasterrcnn.data.sources",
     "fasterrcnn.data.json_checks",
     "fasterrcnn.modeling.precision",
 }

@@ -1,4 +1,5 @@
-"""``fasterrcnn detect``: a drawn copy and a JSON file per image into ``--out``."""
+"""``fasterrcnn detect``: a drawn copy and a JSON file per image into ``--out``; per video,
+stream or camera, a JSON line per frame and the drawn video."""
 
 from __future__ import annotations
 
@@ -12,21 +13,33 @@ from fasterrcnn.cli.common import (
     print_above_progress,
     start_processes,
 )
-from fasterrcnn.data.images import list_images
+from fasterrcnn.cli.slice_options import add_slice_options, slice_options
+from fasterrcnn.cli.video_options import (
+    add_video_options,
+    check_video_options,
+    detect_videos,
+)
 from fasterrcnn.data.json_checks import DatasetError
+from fasterrcnn.data.sources import list_sources, source_kind
 from fasterrcnn.export.runtimes import BACKENDS, ExportedModel, RuntimeLoadError
 from fasterrcnn.inference.folder_output import detect_into_folder
 from fasterrcnn.inference.label_output import LABEL_FORMATS, LABEL_OUTPUTS
 from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.inference.slicing import SliceOptions
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
     detect = commands.add_parser(
         "detect",
-        help="detect objects in images",
-        description="Detect objects; write a drawn copy and a JSON file per image into --out.",
+        help="detect objects in images, videos and streams",
+        description="Detect objects; write a drawn copy and a JSON file per image into --out, "
+        "and NAME.jsonl (a line per frame) and NAME.mp4 (drawn) per video, stream or camera.",
     )
-    detect.add_argument("sources", nargs="+", help="image files, directories or glob patterns")
+    detect.add_argument(
+        "sources", nargs="*",
+        help="image and video files, directories, glob patterns, stream URLs (rtsp://, "
+        "rtmp://, http(s)://, ...)",
+    )  # fmt: skip
     add_model_options(detect)
     detect.add_argument("--out", default="out", help="output directory (default: out)")
     detect.add_argument("--score-threshold", type=float, default=0.5, help="(default 0.5)")
@@ -52,13 +65,20 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="what runs the network: pytorch, or an exported file given as --weights "
         "(fasterrcnn export) run by onnxruntime, openvino or torchscript (default pytorch)",
     )
+    add_slice_options(detect)
+    add_video_options(detect)
     detect.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    paths = list_images(args.sources)
-    if not paths:
-        raise CLIError("no images found in " + " ".join(args.sources))
+    slicing = slice_options(args)
+    check_video_options(args)
+    sources = list_sources(args.sources)
+    if not sources and not args.camera:
+        raise CLIError("give image or video files, directories, stream URLs or --camera N")
+    images = [s for s in sources if source_kind(s) == "image"]
+    videos: list[Path | str | int] = [s for s in sources if source_kind(s) != "image"]
+    videos += args.camera
     context, device = start_processes(args.device)
     model: BatchDetector
     if args.backend == "pytorch":
@@ -70,18 +90,35 @@ def run(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise CLIError(f"--out {out}: cannot create the directory ({err.strerror})") from None
+    failed = _detect_images(model, [Path(p) for p in images], out, args, slicing, context.is_main)
+    if videos and context.is_main:  # videos and streams run in the main process
+        failed |= detect_videos(model, videos, out, args)
+    return 1 if failed else 0
+
+
+def _detect_images(
+    model: BatchDetector,
+    paths: list[Path],
+    out: Path,
+    args: argparse.Namespace,
+    slicing: SliceOptions | None,
+    is_main: bool,
+) -> bool:
+    """Detect in the images and print the summary; whether any failed."""
+    if not paths:
+        return False
     try:
         summary = detect_into_folder(
             model, paths, out, batch_size=args.batch_size, workers=args.workers,
             score_threshold=args.score_threshold, draw=not args.no_draw,
             on_error=lambda err: print_above_progress(f"fasterrcnn: skipped: {err}"),
-            save_labels=list(dict.fromkeys(args.save_labels)),
+            save_labels=list(dict.fromkeys(args.save_labels)), slicing=slicing,
         )  # fmt: skip
     except OSError as err:
         raise CLIError(f"--out {out}: {err}") from None
     except DatasetError as err:
         raise CLIError(f"--save-labels: {err}") from None
-    if context.is_main:
+    if is_main:
         line = (
             f"{summary.images} image(s), {summary.detections} detection(s) written to {out}/ "
             f"({summary.seconds_per_image:.2f} s/image)"
@@ -89,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
         print(line + (f"; {summary.failed} failed" if summary.failed else ""))
         for path in summary.labels:
             print(f"labels written to {path}")
-    return 1 if summary.failed else 0
+    return summary.failed > 0
 
 
 def load_exported(args: argparse.Namespace) -> ExportedModel:

@@ -15,6 +15,7 @@ from fasterrcnn.cli.common import (
     start_processes,
 )
 from fasterrcnn.cli.dataset_options import add_dataset_options
+from fasterrcnn.cli.slice_options import add_slice_options, slice_options
 from fasterrcnn.data.dataset_files import EVAL_SPLIT, names_its_images
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.coco_metrics import CocoMetrics
@@ -74,6 +75,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="how many of the images with the most errors the report draws (default 24)",
     )  # fmt: skip
     add_model_options(evaluate)
+    add_slice_options(evaluate)
     evaluate.set_defaults(run=run)
 
 
@@ -87,6 +89,7 @@ def run(args: argparse.Namespace) -> int:
             "--evaluator faster-coco-eval needs its package: pip install faster-coco-eval"
         )
     report = _report_options(args)
+    slicing = slice_options(args)
     dataset_options = {"format": args.format, "split": args.split, "classes": args.classes}
     if _results_mode(args):
         try:
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         run = evaluate_set(
             model, eval_set, batch_size=args.batch_size, workers=args.workers,
-            results_file=args.results, backend=args.evaluator, report=report,
+            results_file=args.results, backend=args.evaluator, report=report, slicing=slicing,
         )  # fmt: skip
     except (DatasetError, OSError, ImportError) as err:
         raise CLIError(str(err)) from None

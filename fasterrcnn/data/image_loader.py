@@ -125,12 +125,14 @@ def load_images(
     rank: int = 0,
     world_size: int = 1,
     pin_memory: bool = False,
+    chunk_size: int = CHUNK_SIZE,
 ) -> Iterator[LoadRecord]:
     """Load this process's share of ``sources``, in input order, decoding in ``workers``
     processes (0: in this one).
 
     A sequence (a list, a tuple, a map-style dataset) is read through one ``DataLoader``; any
-    other iterable is consumed lazily, ``CHUNK_SIZE`` sources at a time.
+    other iterable is consumed lazily, ``chunk_size`` sources at a time (video frames: a few,
+    so that only those are held).
     """
     if isinstance(sources, (str, Path)) or (isinstance(sources, np.ndarray) and sources.ndim == 3):
         raise TypeError("sources must be a collection of images, not a single image")
@@ -143,7 +145,7 @@ def load_images(
         return
     positions = iter(sources)
     offset = 0
-    while chunk := list(islice(positions, CHUNK_SIZE)):
+    while chunk := list(islice(positions, chunk_size)):
         dataset = SourceDataset(
             chunk, cfg, channels=channels, keep_images=keep_images, offset=offset
         )

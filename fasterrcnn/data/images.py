@@ -3,7 +3,6 @@ for bad ones."""
 
 from __future__ import annotations
 
-import glob
 import io
 import re
 import warnings
@@ -144,23 +143,3 @@ def _jpeg_complete(data: bytes) -> bool:
             return data.find(b"\xff\xd9", pos + 2 + length) != -1
         pos += 2 + length
     return False
-
-
-def list_images(sources: list[str]) -> list[Path]:
-    """Expand files, directories (their images, sorted) and glob patterns into paths.
-
-    A path that does not exist is kept as it is, so that reading it reports the problem.
-    """
-    paths: list[Path] = []
-    for source in sources:
-        path = Path(source)
-        if path.is_dir():
-            paths += sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        elif any(ch in source for ch in "*?["):
-            matches = sorted(Path(p) for p in glob.glob(source, recursive=True))
-            paths += [p for p in matches if p.is_file()]
-            if not matches:
-                paths.append(path)
-        else:
-            paths.append(path)
-    return paths

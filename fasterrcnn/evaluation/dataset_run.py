@@ -22,8 +22,8 @@ from fasterrcnn.data.dataset_files import EVAL_SPLIT, load_dataset
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.distributed import current_context, gather_to_main
 from fasterrcnn.evaluation.results_json import results_from_detections
-from fasterrcnn.inference.loop import run_inference
 from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.inference.slicing import SliceOptions, run_images
 
 logger = logging.getLogger("fasterrcnn")
 
@@ -124,9 +124,10 @@ def detect_dataset(
     batch_size: int = 1,
     workers: int = 0,
     progress: bool = False,
+    slicing: SliceOptions | None = None,
 ) -> DatasetDetections | None:
-    """Run ``model`` on ``dataset``'s images ``indices``, each process on its shard; the whole
-    run's detections on rank 0 (None on the other ranks)."""
+    """Run ``model`` on ``dataset``'s images ``indices`` (as tiles with ``slicing``), each
+    process on its shard; the whole run's detections on rank 0 (None on the other ranks)."""
     context = current_context()
     paths = [dataset.image_path(i) for i in indices]
     per_image: list[tuple[int, np.ndarray]] = []
@@ -140,14 +141,10 @@ def detect_dataset(
         desc="eval" if context.world_size == 1 else f"eval (rank 0 of {context.world_size})",
     )
     with bar:
-        for result in run_inference(
-            model,
-            paths,
-            batch_size=batch_size,
-            workers=workers,
-            rank=context.rank,
-            world_size=context.world_size,
-        ):
+        for result in run_images(
+            model, paths, slicing, batch_size=batch_size, workers=workers,
+            rank=context.rank, world_size=context.world_size,
+        ):  # fmt: skip
             bar.update()
             if result.detections is None:
                 failures.append((result.index, str(result.error)))

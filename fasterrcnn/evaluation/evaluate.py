@@ -41,6 +41,7 @@ from fasterrcnn.evaluation.report.writer import (
 from fasterrcnn.evaluation.results_json import load_results, write_results
 from fasterrcnn.evaluation.thresholds import coco_matches, deploy_thresholds
 from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.inference.slicing import SliceOptions
 
 logger = logging.getLogger("fasterrcnn")
 
@@ -82,6 +83,7 @@ def evaluate(
     results_file: str | Path | None = None,
     backend: Backend = "pycocotools",
     report: str | Path | ReportOptions | None = None,
+    slicing: SliceOptions | None = None,
     progress: bool = True,
 ) -> CocoMetrics:
     """COCO bbox metrics of ``model`` on the images of folder ``images`` labelled by
@@ -94,8 +96,9 @@ def evaluate(
     :func:`fasterrcnn.distributed.init_distributed`) each process runs its shard and every
     process returns the same metrics. ``results_file`` also writes the COCO results JSON;
     ``report`` (a folder, or :class:`ReportOptions`) writes the evaluation report there, and
-    a :class:`ReportError` says why it could not be. Images that cannot be read are logged
-    and left out of the evaluation. ``progress`` shows a progress bar on stderr.
+    a :class:`ReportError` says why it could not be. ``slicing`` runs each image as tiles
+    (:mod:`~fasterrcnn.inference.slicing`). Images that cannot be read are logged and left
+    out of the evaluation. ``progress`` shows a progress bar on stderr.
     """
     options = report_options(report)
     eval_set = load_eval_set(
@@ -104,7 +107,7 @@ def evaluate(
     )  # fmt: skip
     run = evaluate_set(
         model, eval_set, batch_size=batch_size, workers=workers, results_file=results_file,
-        backend=backend, report=options, progress=progress,
+        backend=backend, report=options, slicing=slicing, progress=progress,
     )  # fmt: skip
     if run.report_error is not None:
         raise ReportError(run.report_error)
@@ -129,6 +132,7 @@ def evaluate_set(
     results_file: str | Path | None = None,
     backend: Backend = "pycocotools",
     report: ReportOptions | None = None,
+    slicing: SliceOptions | None = None,
     progress: bool = True,
 ) -> EvaluationRun:
     """:func:`evaluate` on an :class:`EvalSet` already loaded, with the run's figures.
@@ -147,7 +151,7 @@ def evaluate_set(
     start = time.perf_counter()
     found = detect_dataset(
         model, dataset, eval_set.indices, mapping, batch_size=batch_size, workers=workers,
-        progress=progress,
+        progress=progress, slicing=slicing,
     )  # fmt: skip
     outcome: EvaluationRun | DatasetError | OSError | ImportError | None = None
     if found is not None:

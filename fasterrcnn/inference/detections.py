@@ -20,7 +20,9 @@ class Detections:
     float32; ``category_ids``: (N,) int64 category ids of the model's class table (COCO ids
     for the COCO presets); ``class_names``: N names. ``proposals`` (P, 4) float32 in
     network-input pixels and ``proposal_scores`` (P,) are filled when asked for.
-    ``image_size`` is the original (h, w); ``source`` the file it came from, if any.
+    ``image_size`` is the original (h, w); ``source`` the file it came from, if any. A video
+    frame's detections carry its ``frame`` index and ``time`` (seconds from the start), and,
+    when tracked, ``track_ids`` (N,) int64: one id per detection, stable across frames.
     """
 
     boxes: np.ndarray
@@ -31,6 +33,9 @@ class Detections:
     source: str | None = None
     proposals: np.ndarray | None = None
     proposal_scores: np.ndarray | None = None
+    frame: int | None = None
+    time: float | None = None
+    track_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.scores)
@@ -72,15 +77,24 @@ class Detections:
             "image": self.source,
             "height": self.image_size[0],
             "width": self.image_size[1],
-            "detections": [
-                {
-                    "box": [round(float(v), 3) for v in box],
-                    "score": round(float(score), 5),
-                    "category_id": int(cat),
-                    "class_name": name,
-                }
-                for box, score, cat, name in zip(
-                    self.boxes, self.scores, self.category_ids, self.class_names, strict=True
-                )
-            ],
+            "detections": self.detection_dicts(),
         }
+
+    def detection_dicts(self) -> list[dict[str, Any]]:
+        """One dict per detection: ``box``, ``score``, ``category_id``, ``class_name`` and,
+        when tracked, ``track_id``."""
+        out = [
+            {
+                "box": [round(float(v), 3) for v in box],
+                "score": round(float(score), 5),
+                "category_id": int(cat),
+                "class_name": name,
+            }
+            for box, score, cat, name in zip(
+                self.boxes, self.scores, self.category_ids, self.class_names, strict=True
+            )
+        ]
+        if self.track_ids is not None:
+            for entry, track_id in zip(out, self.track_ids, strict=True):
+                entry["track_id"] = int(track_id)
+        return out

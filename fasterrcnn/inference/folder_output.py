@@ -29,8 +29,8 @@ from fasterrcnn.inference.label_output import (
     label_record,
     write_detection_labels,
 )
-from fasterrcnn.inference.loop import run_inference
 from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.inference.slicing import SliceOptions, run_images
 
 logger = logging.getLogger("fasterrcnn")
 
@@ -75,6 +75,7 @@ def detect_into_folder(
     progress: bool = True,
     on_error: Callable[[ImageError], None] | None = None,
     save_labels: Sequence[str] = (),
+    slicing: SliceOptions | None = None,
 ) -> FolderRun:
     """Detect objects in ``paths`` and write each image's outputs into the folder ``out``.
 
@@ -86,7 +87,7 @@ def detect_into_folder(
     ``save_labels``: dataset formats (``coco``, ``voc``, ``yolo``, ``labelstudio``) in which
     the detections of the images read are written into ``out`` too, by the main process once
     it has gathered them all; a problem writing them is a :class:`DatasetError` on every
-    process.
+    process. ``slicing``: run each image as tiles (:mod:`~fasterrcnn.inference.slicing`).
     """
     check_label_formats(save_labels)
     context = current_context()
@@ -100,8 +101,8 @@ def detect_into_folder(
         disable=not progress or len(shard) < 2 or not context.is_main,
     )  # fmt: skip
     with bar:
-        for result in run_inference(
-            model, paths, batch_size=batch_size, workers=workers,
+        for result in run_images(
+            model, paths, slicing, batch_size=batch_size, workers=workers,
             score_threshold=score_threshold, keep_images=draw, rank=context.rank,
             world_size=context.world_size,
         ):  # fmt: skip

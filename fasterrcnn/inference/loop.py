@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from fasterrcnn.data.image_loader import (
+    CHUNK_SIZE,
     ImageSource,
     LoadedImage,
     LoadFailure,
@@ -53,13 +54,15 @@ def run_inference(
     keep_images: bool = False,
     rank: int = 0,
     world_size: int = 1,
+    chunk_size: int = CHUNK_SIZE,
 ) -> Iterator[ImageResult]:
     """One :class:`ImageResult` per source of this process's shard, in input order.
 
     Images are decoded and resized in ``workers`` ``DataLoader`` processes and run in batches
     of at most ``batch_size`` images of the same padded size, so that every image gets exactly
     its single-image result. ``score_threshold`` (optional) drops detections below it after
-    the model's own post-processing.
+    the model's own post-processing. An iterable without a length is read ``chunk_size``
+    sources at a time.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, not {batch_size}")
@@ -76,6 +79,7 @@ def run_inference(
         rank=rank,
         world_size=world_size,
         pin_memory=model.device.type == "cuda",
+        chunk_size=chunk_size,
     )
 
     def size_of(item: tuple[int, LoadRecord]) -> tuple[int, int] | None:

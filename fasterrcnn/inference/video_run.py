@@ -1,0 +1,181 @@
+"""Detection on the frames of a video file, a stream or a camera.
+
+Frames are decoded in the reader's thread (so decoding overlaps inference) and run through
+the same loop as images (:func:`~fasterrcnn.inference.loop.run_inference`, batches of
+``batch_size`` frames), a few frames in memory at a time. :func:`detect_video` writes, per
+source, ``NAME.jsonl`` (one line per frame run: ``{"frame": i, "time": seconds,
+"detections": [...]}``, and ``"skipped": [...]`` where a live source's frames were dropped
+since the line before) and, unless ``draw`` is off, ``NAME.mp4`` (the frames with their
+boxes drawn, at the source's rate divided by the stride, the source's size).
+
+A run ends at the end of the source, after ``max_frames`` frames, on Ctrl-C / SIGTERM (the
+outputs are closed: a playable video, whole JSON lines), or on a decoding error (the frames
+before it are written; the error is in the run's ``error``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+from tqdm import tqdm
+
+from fasterrcnn.data.video import VideoError, VideoFrame, VideoReader, VideoWriter
+from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.drawing import draw_detections
+from fasterrcnn.inference.loop import run_inference
+from fasterrcnn.inference.protocol import BatchDetector
+
+__all__ = ["VideoError", "VideoRun", "detect_video", "open_video", "video_detections"]
+
+Tracker = Callable[[Detections], Detections]  # adds track_ids to one frame's detections
+
+
+@dataclass
+class VideoRun:
+    """What a run over one video did: frames run, detections, frames dropped (live sources),
+    seconds, whether Ctrl-C / SIGTERM ended it, the one-line error that ended it early, and
+    the files written."""
+
+    source: str
+    frames: int = 0
+    detections: int = 0
+    dropped: int = 0
+    seconds: float = 0.0
+    interrupted: bool = False
+    error: str | None = None
+    outputs: list[Path] = field(default_factory=list)
+
+
+def video_detections(
+    model: BatchDetector,
+    reader: VideoReader,
+    *,
+    batch_size: int = 1,
+    score_threshold: float | None = None,
+    tracker: Tracker | None = None,
+) -> Iterator[tuple[VideoFrame, Detections]]:
+    """Each frame of ``reader`` with its detections (``frame`` and ``time`` set; track ids
+    when a ``tracker`` is given), in order. A :class:`VideoError` of the reader is raised
+    after the frames before it."""
+    pending: deque[VideoFrame] = deque()
+
+    def images() -> Iterator[np.ndarray]:
+        for frame in reader:
+            pending.append(frame)
+            yield frame.image
+
+    for result in run_inference(
+        model, images(), batch_size=batch_size, score_threshold=score_threshold,
+        chunk_size=batch_size,
+    ):  # fmt: skip
+        frame = pending.popleft()
+        if result.detections is None:  # a frame is an array: it cannot fail to load
+            raise VideoError(f"{reader.info.source}: frame {frame.index}: {result.error}")
+        detections = result.detections
+        detections.source, detections.frame, detections.time = (
+            reader.info.source, frame.index, frame.time,
+        )  # fmt: skip
+        if tracker is not None:
+            detections = tracker(detections)
+        yield frame, detections
+
+
+def open_video(
+    source: Path | str | int,
+    *,
+    stride: int = 1,
+    start: float = 0.0,
+    max_frames: int | None = None,
+    timeout: float = 10.0,
+) -> VideoReader:
+    """The reader of a video file, a stream URL or a camera index. A live source (a URL, a
+    camera) keeps only its newest frame, so that a model slower than the source drops frames
+    instead of queueing them, and starts where it is (``start`` is for files). A
+    :class:`VideoError` names a source that cannot be opened."""
+    live = isinstance(source, (int, str))
+    return VideoReader(
+        source, stride=stride, start=0.0 if live else start, max_frames=max_frames,
+        timeout=timeout, latest_only=live,
+    )  # fmt: skip
+
+
+def detect_video(
+    model: BatchDetector,
+    reader: VideoReader,
+    out: Path,
+    stem: str,
+    *,
+    batch_size: int = 1,
+    score_threshold: float | None = None,
+    draw: bool = True,
+    tracker: Tracker | None = None,
+    progress: bool = True,
+) -> VideoRun:
+    """Run ``model`` on ``reader``'s frames and write ``out/<stem>.jsonl`` and, with
+    ``draw``, ``out/<stem>.mp4`` (see the module docstring). An output that cannot be
+    written is an ``OSError``."""
+    info = reader.info
+    run = VideoRun(info.source)
+    lines_path = out / f"{stem}.jsonl"
+    run.outputs.append(lines_path)
+    writer: VideoWriter | None = None
+    if draw:
+        rate = info.rate if info.rate else Fraction(info.fps or 25.0)
+        writer = VideoWriter(out / f"{stem}.mp4", rate / reader.stride, info.width, info.height)
+        run.outputs.append(out / f"{stem}.mp4")
+    total = None if info.frames is None else _frames_to_run(info.frames, reader)
+    bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=not progress, leave=False,
+               desc=Path(info.source).name if not info.live else info.source)  # fmt: skip
+    start = time.perf_counter()
+    reported = 0
+    try:
+        with open(lines_path, "w") as lines, bar:
+            for frame, detections in video_detections(
+                model, reader, batch_size=batch_size, score_threshold=score_threshold,
+                tracker=tracker,
+            ):  # fmt: skip
+                skipped = reader.skipped[reported:]
+                reported = len(reader.skipped)
+                _write_line(lines, frame, detections, skipped)
+                if writer is not None:
+                    writer.write(draw_detections(frame.image, detections, channels="RGB"))
+                run.frames += 1
+                run.detections += len(detections)
+                bar.update()
+    except KeyboardInterrupt:
+        run.interrupted = True
+    except VideoError as err:
+        run.error = str(err)
+    finally:
+        if writer is not None:
+            writer.close()
+        run.dropped = len(reader.skipped)
+        run.seconds = time.perf_counter() - start
+    return run
+
+
+def _frames_to_run(frames: int, reader: VideoReader) -> int:
+    """How many frames of ``frames`` a run with the reader's stride and limit takes (its
+    start time aside)."""
+    count = -(-frames // reader.stride)
+    return count if reader.max_frames is None else min(count, reader.max_frames)
+
+
+def _write_line(
+    lines: TextIO, frame: VideoFrame, detections: Detections, skipped: list[int]
+) -> None:
+    entry: dict[str, Any] = {"frame": frame.index, "time": round(frame.time, 6)}
+    if skipped:
+        entry["skipped"] = skipped
+    entry["detections"] = detections.detection_dicts()
+    lines.write(json.dumps(entry) + "\n")
+    lines.flush()  # a line is whole on disk even if the run is stopped next
