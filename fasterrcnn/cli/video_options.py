@@ -13,6 +13,7 @@ from pathlib import Path
 from fasterrcnn.cli.common import CLIError, non_negative, positive
 from fasterrcnn.data.sources import MISSING_PYAV, has_pyav
 from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.inference.tracking import ByteTracker, check_tracking
 
 
 def add_video_options(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +34,11 @@ def add_video_options(parser: argparse.ArgumentParser) -> None:
         "--max-frames", type=positive, metavar="N", help="stop each video after N frames"
     )
     group.add_argument(
+        "--track", action="store_true",
+        help="give each detection a track id stable across frames (ByteTrack), in the JSON "
+        "lines and drawn after the label",
+    )  # fmt: skip
+    group.add_argument(
         "--stream-timeout", type=float, default=10.0, metavar="SEC",
         help="a stream or camera that gives no frame for SEC seconds is an error (default 10)",
     )  # fmt: skip
@@ -43,6 +49,11 @@ def check_video_options(args: argparse.Namespace) -> None:
         raise CLIError(f"--start must be at least 0, not {args.start}")
     if args.stream_timeout <= 0:
         raise CLIError(f"--stream-timeout must be above 0, not {args.stream_timeout}")
+    if args.track:
+        try:
+            check_tracking()
+        except ImportError as err:
+            raise CLIError(f"--track: {err}") from None
 
 
 def video_stem(source: Path | str | int, taken: set[str]) -> str:
@@ -81,10 +92,14 @@ def detect_videos(
                     source, stride=args.frame_stride, start=args.start,
                     max_frames=args.max_frames, timeout=args.stream_timeout,
                 ) as reader:  # fmt: skip
+                    tracker = None
+                    if args.track:
+                        rate = (reader.info.fps or 25.0) / reader.stride
+                        tracker = ByteTracker(frame_rate=rate)
                     run = detect_video(
                         model, reader, out, video_stem(source, taken),
                         batch_size=args.batch_size, score_threshold=args.score_threshold,
-                        draw=not args.no_draw,
+                        draw=not args.no_draw, tracker=tracker,
                     )  # fmt: skip
             except VideoError as err:
                 print(f"fasterrcnn: skipped: {err}", file=sys.stderr)

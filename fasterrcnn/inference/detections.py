@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -22,7 +22,8 @@ class Detections:
     network-input pixels and ``proposal_scores`` (P,) are filled when asked for.
     ``image_size`` is the original (h, w); ``source`` the file it came from, if any. A video
     frame's detections carry its ``frame`` index and ``time`` (seconds from the start), and,
-    when tracked, ``track_ids`` (N,) int64: one id per detection, stable across frames.
+    when tracked, ``track_ids`` (N,) int64: one id per detection, stable across frames (-1
+    while its track is not confirmed).
     """
 
     boxes: np.ndarray
@@ -94,7 +95,18 @@ class Detections:
                 self.boxes, self.scores, self.category_ids, self.class_names, strict=True
             )
         ]
-        if self.track_ids is not None:
+        if self.track_ids is not None:  # -1: a track not confirmed yet
             for entry, track_id in zip(out, self.track_ids, strict=True):
-                entry["track_id"] = int(track_id)
+                entry["track_id"] = int(track_id) if track_id >= 0 else None
         return out
+
+    def select(self, keep: np.ndarray) -> Detections:
+        """The detections where the (N,) bool mask ``keep`` is true (proposals as they are)."""
+        return replace(
+            self,
+            boxes=self.boxes[keep],
+            scores=self.scores[keep],
+            category_ids=self.category_ids[keep],
+            class_names=[name for name, k in zip(self.class_names, keep, strict=True) if k],
+            track_ids=None if self.track_ids is None else self.track_ids[keep],
+        )

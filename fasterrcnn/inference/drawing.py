@@ -45,7 +45,7 @@ def draw_detections(
             color = color[::-1]
         cv2.rectangle(canvas, (x1, y1), (x2, y2), color, thickness)
         label = f"{detections.class_names[i]} {detections.scores[i]:.2f}"
-        if tracks is not None:
+        if tracks is not None and tracks[i] >= 0:
             label += f" #{int(tracks[i])}"
         (tw, th), base = cv2.getTextSize(label, FONT, font_scale, 1)
         top = max(y1 - th - base - 2, 0)

@@ -31,6 +31,7 @@ def iter_detections(
     return_proposals: bool = False,
     on_error: Callable[[ImageError], None] | None = None,
     slicing: SliceOptions | None = None,
+    track: bool = False,
 ) -> Iterator[Detections]:
     """Detections of each image of ``sources`` (paths or HxWx3 uint8 arrays in ``channels``
     order, any iterable, of any length), in input order; a video file or stream URL among
@@ -42,7 +43,8 @@ def iter_detections(
     An image or video that cannot be read is passed to ``on_error`` (by default logged as a
     one-line warning) and skipped (a damaged video after its frames before the damage).
     ``slicing`` runs each image as overlapping tiles and merges their detections
-    (:mod:`~fasterrcnn.inference.slicing`; no proposals then).
+    (:mod:`~fasterrcnn.inference.slicing`; no proposals then). ``track`` gives a video's
+    detections ``track_ids`` stable across its frames (:mod:`~fasterrcnn.inference.tracking`).
     """
     if isinstance(sources, (str, Path)) and source_kind(sources) != "image":
         sources = [sources]
@@ -55,7 +57,9 @@ def iter_detections(
     for video, group in groups:
         if video:
             for source in group:
-                yield from _video_detections(model, source, batch_size, score_threshold, report)
+                yield from _video_detections(
+                    model, source, batch_size, score_threshold, report, track
+                )
             continue
         images: Iterable[ImageSource] = group
         results = (
@@ -90,19 +94,23 @@ def _video_detections(
     batch_size: int,
     score_threshold: float | None,
     on_error: Callable[[ImageError], None],
+    track: bool = False,
 ) -> Iterator[Detections]:
     if not has_pyav():
         on_error(ImageError(f"{source}: {MISSING_PYAV}"))
         return
     from fasterrcnn.data.video import VideoError, VideoReader
+    from fasterrcnn.inference.tracking import ByteTracker
     from fasterrcnn.inference.video_run import video_detections
 
     assert isinstance(source, (str, Path))
     try:
         with VideoReader(source) as reader:
+            tracker = ByteTracker(frame_rate=reader.info.fps or 25.0) if track else None
             for _, detections in video_detections(
-                model, reader, batch_size=batch_size, score_threshold=score_threshold
-            ):
+                model, reader, batch_size=batch_size, score_threshold=score_threshold,
+                tracker=tracker,
+            ):  # fmt: skip
                 yield detections
     except VideoError as err:
         on_error(ImageError(str(err)))

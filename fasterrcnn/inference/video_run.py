@@ -33,6 +33,7 @@ from fasterrcnn.inference.detections import Detections
 from fasterrcnn.inference.drawing import draw_detections
 from fasterrcnn.inference.loop import run_inference
 from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.inference.tracking import LOW_SCORE
 
 __all__ = ["VideoError", "VideoRun", "detect_video", "open_video", "video_detections"]
 
@@ -65,8 +66,13 @@ def video_detections(
 ) -> Iterator[tuple[VideoFrame, Detections]]:
     """Each frame of ``reader`` with its detections (``frame`` and ``time`` set; track ids
     when a ``tracker`` is given), in order. A :class:`VideoError` of the reader is raised
-    after the frames before it."""
+    after the frames before it. A tracker sees the detections down to its ``LOW_SCORE``
+    (ByteTrack associates low-score boxes too); those below ``score_threshold`` are dropped
+    after it."""
     pending: deque[VideoFrame] = deque()
+    model_threshold = score_threshold
+    if tracker is not None and score_threshold is not None:
+        model_threshold = min(score_threshold, LOW_SCORE)
 
     def images() -> Iterator[np.ndarray]:
         for frame in reader:
@@ -74,7 +80,7 @@ def video_detections(
             yield frame.image
 
     for result in run_inference(
-        model, images(), batch_size=batch_size, score_threshold=score_threshold,
+        model, images(), batch_size=batch_size, score_threshold=model_threshold,
         chunk_size=batch_size,
     ):  # fmt: skip
         frame = pending.popleft()
@@ -86,6 +92,8 @@ def video_detections(
         )  # fmt: skip
         if tracker is not None:
             detections = tracker(detections)
+            if score_threshold is not None:
+                detections = detections.select(detections.scores >= score_threshold)
         yield frame, detections
 
 
