@@ -5,8 +5,8 @@ the same loop as images (:func:`~fasterrcnn.inference.loop.run_inference`, batch
 ``batch_size`` frames), a few frames in memory at a time. :func:`detect_video` writes, per
 source, ``NAME.jsonl`` (one line per frame run: ``{"frame": i, "time": seconds,
 "detections": [...]}``, and ``"skipped": [...]`` where a live source's frames were dropped
-since the line before) and, unless ``draw`` is off, ``NAME.mp4`` (the frames with their
-boxes drawn, at the source's rate divided by the stride, the source's size).
+between the line before and this frame) and, unless ``draw`` is off, ``NAME.mp4`` (the
+frames with their boxes drawn, at the source's rate divided by the stride, the source's size).
 
 A run ends at the end of the source, after ``max_frames`` frames, on Ctrl-C / SIGTERM (the
 outputs are closed: a playable video, whole JSON lines), or on a decoding error (the frames
@@ -20,6 +20,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -145,19 +146,32 @@ def detect_video(
                desc=Path(info.source).name if not info.live else info.source)  # fmt: skip
     start = time.perf_counter()
     reported = 0
+
+    def write(frame: VideoFrame, detections: Detections, skipped: list[int],
+              drawn: np.ndarray | None) -> None:  # fmt: skip
+        _write_line(lines, frame, detections, skipped)
+        if writer is not None and drawn is not None:
+            writer.write(drawn)
+        run.frames += 1
+        run.detections += len(detections)
+
     try:
-        with open(lines_path, "w") as lines, bar:
+        # A frame's line and drawn frame are written by another thread, which Ctrl-C and
+        # SIGTERM (a KeyboardInterrupt in this one) do not interrupt: both or neither are
+        # written, and leaving the executor waits for them.
+        with open(lines_path, "w") as lines, bar, ThreadPoolExecutor(1) as output:
             for frame, detections in video_detections(
                 model, reader, batch_size=batch_size, score_threshold=score_threshold,
                 tracker=tracker,
             ):  # fmt: skip
-                skipped = reader.skipped[reported:]
-                reported = len(reader.skipped)
-                _write_line(lines, frame, detections, skipped)
+                # the frames dropped between the line before and this frame (those dropped
+                # while it ran come after it: the next line's)
+                skipped = [i for i in reader.skipped[reported:] if i < frame.index]
+                reported += len(skipped)
+                drawn = None
                 if writer is not None:
-                    writer.write(draw_detections(frame.image, detections, channels="RGB"))
-                run.frames += 1
-                run.detections += len(detections)
+                    drawn = draw_detections(frame.image, detections, channels="RGB")
+                output.submit(write, frame, detections, skipped, drawn).result()
                 bar.update()
     except KeyboardInterrupt:
         run.interrupted = True
