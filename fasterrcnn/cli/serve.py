@@ -14,6 +14,7 @@ from fasterrcnn.cli.common import (
     non_negative,
     positive,
 )
+from fasterrcnn.cli.slice_options import add_slice_options, slice_options
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -21,7 +22,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "serve",
         help="an HTTP detection service with a web page (pip install 'fasterrcnn[serve]')",
         description="Serve the model over HTTP: POST /v1/detect (JSON or a drawn JPEG), "
-        "GET /v1/models, GET /healthz, and a web page at /. Concurrent requests share batches.",
+        "GET /v1/models, GET /healthz, and a web page at /. Concurrent requests share batches; "
+        "--slice sets the default of the requests' ?slice=S (0: off) and ?slice_overlap=F.",
     )
     add_model_choice(serve)
     serve.add_argument("--host", default="127.0.0.1", help="(default 127.0.0.1)")
@@ -50,6 +52,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--score-threshold", type=float, default=0.5, help="default of the requests' (0.5)"
     )
+    add_slice_options(serve)  # the default of the requests that name no ?slice=
     serve.set_defaults(run=run)
 
 
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         raise CLIError("--max-wait-ms must be >= 0, --max-body-mb and --timeout > 0")
     if not 0 <= args.score_threshold <= 1:
         raise CLIError(f"--score-threshold must be between 0 and 1, not {args.score_threshold}")
+    slicing = slice_options(args)
     try:
         sock = listen(args.host, args.port)
     except OSError as err:
@@ -73,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     options = ServeOptions(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_body_bytes=round(args.max_body_mb * (1 << 20)), max_pixels=args.max_pixels,
-        timeout_s=args.timeout, score_threshold=args.score_threshold,
+        timeout_s=args.timeout, score_threshold=args.score_threshold, slicing=slicing,
     )  # fmt: skip
     print(f"serving {name} on {url_of(sock)} (Ctrl-C stops)", flush=True)
     serve(model, name, sock, options)

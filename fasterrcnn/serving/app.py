@@ -1,12 +1,14 @@
 """``fasterrcnn serve``: the model behind HTTP (FastAPI on uvicorn), with a web page.
 
 - ``POST /v1/detect``: an image (multipart field ``image`` or the raw body) -> its detections
-  as JSON, or drawn on a JPEG with ``?format=image``;
+  as JSON, or drawn on a JPEG with ``?format=image``; ``?slice=S`` runs it as S x S tiles
+  (:mod:`~fasterrcnn.inference.slicing`; ``ServeOptions.slicing`` is the default);
 - ``GET /v1/models``: the model, its classes, input settings and the server's limits;
 - ``GET /healthz``; ``GET /``: the page (``static/``), which calls ``/v1/detect``.
 
 Concurrent requests share batches (:class:`~fasterrcnn.serving.request_batcher.Batcher`, a thread off
-the event loop). At most ``max_queue`` detect requests are in progress at once (reading,
+the event loop); a sliced request's tiles are batched among themselves, never with another
+request's image. At most ``max_queue`` detect requests are in progress at once (reading,
 waiting or running); one more is answered 503 with ``Retry-After``. Every refusal is a JSON
 ``{"error": "..."}`` with a 4xx status (503 when busy), and the server goes on answering.
 """
@@ -35,6 +37,7 @@ from fasterrcnn.data.images import ImageError, ImageTooLarge, decode_image
 from fasterrcnn.inference.detections import Detections
 from fasterrcnn.inference.drawing import draw_detections
 from fasterrcnn.inference.protocol import BatchDetector
+from fasterrcnn.inference.slicing import SliceOptions
 from fasterrcnn.serving.request_batcher import Batcher
 from fasterrcnn.serving.requests import (
     RequestError,
@@ -50,7 +53,8 @@ STATIC = resources.files("fasterrcnn.serving") / "static"
 
 @dataclass(frozen=True)
 class ServeOptions:
-    """The server's batching and limits (the ``fasterrcnn serve`` options)."""
+    """The server's batching and limits (the ``fasterrcnn serve`` options); ``slicing``: the
+    sliced inference of the requests that name no ``slice`` (None: whole images)."""
 
     max_batch: int = 4
     max_wait_ms: float = 10.0
@@ -59,6 +63,7 @@ class ServeOptions:
     max_pixels: int = 40_000_000
     timeout_s: float = 60.0
     score_threshold: float = 0.5
+    slicing: SliceOptions | None = None
 
 
 class _Service:
@@ -91,12 +96,15 @@ class _Service:
             ) from None
         data, fields = await image_and_fields(request, body)
         detect_options = parse_options(
-            request.query_params, fields, self.model.config.classes, options.score_threshold
-        )
+            request.query_params, fields, self.model.config.classes, options.score_threshold,
+            options.slicing,
+        )  # fmt: skip
         decode_start = time.perf_counter()
         image = await run_in_threadpool(_decode, data, options.max_pixels)
         decoded = time.perf_counter()
-        future, timing = self.batcher.submit(image)
+        future, timing = self.batcher.submit(
+            image, detect_options.slicing, detect_options.score_threshold
+        )
         try:
             detections = await asyncio.wait_for(
                 asyncio.wrap_future(future), max(deadline - time.perf_counter(), 0.001)
@@ -137,6 +145,7 @@ class _Service:
             ],
             "input": asdict(config.input),
             "score_threshold": limits.pop("score_threshold"),
+            "slicing": limits.pop("slicing"),
             "limits": limits,
         }
 
@@ -214,6 +223,7 @@ def create_app(model: BatchDetector, name: str, options: ServeOptions | None = N
             "in_progress": service.in_progress,
             "images_done": batcher.images_done,
             "batches_done": batcher.batches_done,
+            "sliced_done": batcher.sliced_done,
             "refused_busy": service.refused_busy,
         }
 

@@ -1,13 +1,17 @@
 """What ``POST /v1/detect`` accepts: the image (multipart field ``image`` or the raw body,
 read within a size limit) and its options, each checked with a one-line reason when refused;
 and the answer's JSON.
+
+``slice`` (a tile size in pixels, 0: off) and ``slice_overlap`` ask for sliced inference;
+without ``slice`` the server's default applies (``fasterrcnn serve --slice``), whose other
+settings (whole image, merge) a request's ``slice`` and ``slice_overlap`` keep.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -19,9 +23,12 @@ from starlette.types import Message
 
 from fasterrcnn.config import ClassTable
 from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.slicing import SliceOptions
 
 RAW_TYPES = ("application/octet-stream",)
-OPTION_NAMES = ("score_threshold", "max_detections", "classes", "format")
+OPTION_NAMES = (
+    "score_threshold", "max_detections", "classes", "format", "slice", "slice_overlap",
+)  # fmt: skip
 
 
 class RequestError(Exception):
@@ -36,12 +43,14 @@ class RequestError(Exception):
 
 @dataclass(frozen=True)
 class DetectOptions:
-    """A request's options: which detections to answer with, and as JSON or a drawn JPEG."""
+    """A request's options: which detections to answer with, as JSON or a drawn JPEG, and
+    how the image runs (``slicing``: as tiles; None: whole)."""
 
     score_threshold: float
     max_detections: int | None = None
     category_ids: frozenset[int] | None = None
     format: str = "json"
+    slicing: SliceOptions | None = None
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -113,9 +122,14 @@ async def _from_multipart(request: Request, body: bytes) -> tuple[bytes, dict[st
 
 
 def parse_options(
-    query: Mapping[str, str], fields: Mapping[str, str], classes: ClassTable, default: float
+    query: Mapping[str, str],
+    fields: Mapping[str, str],
+    classes: ClassTable,
+    default: float,
+    slicing: SliceOptions | None = None,
 ) -> DetectOptions:
-    """The options from the query string, or else from the form's fields."""
+    """The options from the query string, or else from the form's fields; ``default`` and
+    ``slicing`` are the server's score threshold and sliced inference."""
     unknown = sorted(set(query) - set(OPTION_NAMES))
     if unknown:
         raise RequestError(400, f"unknown parameter {unknown[0]!r} (known: "
@@ -124,6 +138,10 @@ def parse_options(
     threshold = default
     if (text := values["score_threshold"]) is not None:
         threshold = _number(text)
+        if not math.isfinite(threshold):
+            raise RequestError(
+                400, f"score_threshold must be a number between 0 and 1, not {text!r}"
+            )
         if not 0 <= threshold <= 1:
             raise RequestError(400, f"score_threshold must be between 0 and 1, not {text!r}")
     max_detections = None
@@ -137,17 +155,47 @@ def parse_options(
     category_ids = None
     if (text := values["classes"]) is not None:
         category_ids = frozenset(_class_ids(text, classes))
-    return DetectOptions(threshold, max_detections, category_ids, fmt)
+    chosen = _slicing(values["slice"], values["slice_overlap"], slicing)
+    return DetectOptions(threshold, max_detections, category_ids, fmt, chosen)
 
 
 def _number(text: str) -> float:
+    """``text`` as a float; NaN where it is not a number."""
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise RequestError(400, f"score_threshold must be a number between 0 and 1, not {text!r}")
-    return value
+        return math.nan
+
+
+def _slicing(
+    size: str | None, overlap: str | None, default: SliceOptions | None
+) -> SliceOptions | None:
+    """The request's sliced inference: ``slice`` (0: off) and ``slice_overlap`` over the
+    server's ``default``, checked as :meth:`SliceOptions.check` checks it."""
+    chosen = default
+    if size is not None:
+        try:
+            pixels = int(size) if size.strip().isdecimal() else -1
+        except ValueError:  # more digits than Python converts
+            pixels = -1
+        if pixels < 0:
+            raise RequestError(
+                400, f"slice must be a whole number of pixels (0: off), not {size!r}"
+            )
+        chosen = None if pixels == 0 else replace(default or SliceOptions(pixels), size=pixels)
+    if overlap is not None:
+        if not math.isfinite(fraction := _number(overlap)):
+            raise RequestError(400, f"slice_overlap must be a number, not {overlap!r}")
+        if chosen is None:
+            raise RequestError(400, "slice_overlap needs sliced inference: give slice, the "
+                               "tile size in pixels")  # fmt: skip
+        chosen = replace(chosen, overlap=fraction)
+    if chosen is not None:
+        try:
+            chosen.check()
+        except ValueError as err:
+            raise RequestError(400, str(err)) from None
+    return chosen
 
 
 def _class_ids(text: str, classes: ClassTable) -> list[int]:

@@ -4,7 +4,9 @@ every bad input of the issue, each refused with its own 4xx/503 JSON error while
 before and after it are answered correctly.
 
 The images are thin strips of the test images (40 x 640 and so on: the network scales them to
-about 83 x 1333), which keeps a request about half a second on a CPU.
+about 83 x 1333), which keeps a request about half a second on a CPU. Sliced requests
+(``slice=``, ``slice_overlap=``, ``serve --slice``) run the small R18 of ``pet_model`` and
+are compared with ``predict(..., slicing=...)``.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 from helpers.seeded import DATA
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-from helpers.serving import app_server, multipart, post_image, request
+from helpers.serving import app_server, cli_server, multipart, post_image, request
 
 from fasterrcnn.cli import main
+from fasterrcnn.inference.detections import Detections
+from fasterrcnn.inference.predict import predict
+from fasterrcnn.inference.slicing import SliceOptions
 from fasterrcnn.serving.app import ServeOptions
 
 IMAGES = DATA / "coco" / "val2017"
@@ -378,3 +384,156 @@ def test_command_defaults_are_the_servers():
     assert (args.max_pixels, args.timeout, args.score_threshold) == (
         defaults.max_pixels, defaults.timeout_s, defaults.score_threshold,
     )  # fmt: skip
+
+
+# --------------------------------------------------------------------------- sliced requests
+#
+# The small R18 of ``pet_model`` (short side 320) behind its own server: a 128 x 256 crop with
+# ``slice=128`` runs as three tiles and the whole image (each scaled to the network's 320).
+
+PETS = ServeOptions(max_batch=3, max_wait_ms=50, max_queue=8)
+SLICED = SliceOptions(128, overlap=0.25)
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    ok, encoded = cv2.imencode(".png", rgb[:, :, ::-1])
+    assert ok
+    return encoded.tobytes()
+
+
+def _api_form(detections: Detections) -> list[dict]:
+    """``detections`` as ``/v1/detect`` answers them (``detect``'s rounding)."""
+    return [
+        {"label": d["class_name"], "category_id": d["category_id"], "score": d["score"],
+         "box": dict(zip(("xmin", "ymin", "xmax", "ymax"), d["box"], strict=True))}
+        for d in detections.detection_dicts()
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def crops() -> dict[str, np.ndarray]:
+    """RGB crops of a test image: larger than a 128 tile, and within one."""
+    rgb = cv2.imread(str(IMAGES / "000000000139.jpg"))[:, :, ::-1]
+    return {"large": rgb[150:278, 200:456].copy(), "small": rgb[150:250, 300:420].copy()}
+
+
+@pytest.fixture(scope="module")
+def pet_port(pet_model):
+    with app_server(pet_model, "pets", PETS) as port:
+        yield port
+
+
+@pytest.fixture(scope="module")
+def pet_expected(pet_model, crops) -> dict[str, list[dict]]:
+    """The library's answers at score threshold 0: each crop whole, the large one sliced."""
+    expected = {name: _api_form(predict(pet_model, rgb)) for name, rgb in crops.items()}
+    sliced = predict(pet_model, crops["large"], slicing=SLICED, score_threshold=0.0)
+    expected["sliced"] = _api_form(sliced)
+    assert len(expected["sliced"]) > 0 and len(expected["large"]) > 0
+    assert expected["sliced"] != expected["large"]  # slicing changes the answer
+    return expected
+
+
+def test_sliced_request_equals_predict(pet_model, pet_port, crops, pet_expected):
+    data = _png(crops["large"])
+    before = request(pet_port, "GET", "/healthz").json()
+    reply = post_image(pet_port, data, "image/png", score_threshold=0, slice=128,
+                       slice_overlap=0.25)  # fmt: skip
+    assert reply.status == 200, reply.body
+    assert _detections(reply.json()) == pet_expected["sliced"]
+    assert request(pet_port, "GET", "/healthz").json()["sliced_done"] == before["sliced_done"] + 1
+    # As form fields of a multipart upload.
+    body, content_type = multipart({"score_threshold": "0", "slice": "128", "slice_overlap":
+                                    "0.25"}, {"image": ("large.png", data)})  # fmt: skip
+    reply = request(pet_port, "POST", "/v1/detect", body, {"Content-Type": content_type})
+    assert reply.status == 200, reply.body
+    assert _detections(reply.json()) == pet_expected["sliced"]
+    # A higher threshold drops tile detections before merging, as predict's does.
+    sliced = predict(pet_model, crops["large"], slicing=SLICED, score_threshold=0.3)
+    reply = post_image(pet_port, data, "image/png", score_threshold=0.3, slice=128,
+                       slice_overlap=0.25)  # fmt: skip
+    assert _detections(reply.json()) == _api_form(sliced)
+
+
+def test_sliced_and_plain_requests_at_once(pet_port, crops, pet_expected):
+    """A sliced request among plain ones: each gets its own answer (the tiles never share a
+    batch with another request's image)."""
+    jobs = [("large", {}), ("sliced", {"slice": 128, "slice_overlap": 0.25}), ("small", {})]
+    jobs.append(jobs[0])
+
+    def send(job: tuple[str, dict]):
+        image = crops["small" if job[0] == "small" else "large"]
+        return post_image(pet_port, _png(image), "image/png", score_threshold=0, **job[1])
+
+    with ThreadPoolExecutor(len(jobs)) as pool:
+        replies = list(pool.map(send, jobs))
+    for (name, _), reply in zip(jobs, replies, strict=True):
+        assert reply.status == 200, reply.body
+        assert _detections(reply.json()) == pet_expected[name], name
+
+
+def test_image_within_one_tile_is_the_plain_result(pet_port, crops, pet_expected):
+    reply = post_image(pet_port, _png(crops["small"]), "image/png", score_threshold=0, slice=128)
+    assert reply.status == 200, reply.body
+    assert _detections(reply.json()) == pet_expected["small"]
+
+
+BAD_SLICES = {
+    "32": ({"slice": "32"}, "slice size must be at least 64 pixels, not 32"),
+    "not a number": (
+        {"slice": "abc"},
+        "slice must be a whole number of pixels (0: off), not 'abc'",
+    ),
+    "negative": ({"slice": "-128"}, "slice must be a whole number of pixels (0: off), not '-128'"),
+    "fraction": ({"slice": "128.5"}, "slice must be a whole number"),
+    "overlap 0.95": (
+        {"slice": "128", "slice_overlap": "0.95"},
+        "slice overlap must be in [0, 0.9)",
+    ),
+    "overlap nan": ({"slice": "128", "slice_overlap": "nan"}, "slice_overlap must be a number"),
+    "overlap without slice": ({"slice_overlap": "0.3"}, "slice_overlap needs sliced inference"),
+    "overlap, slice 0": ({"slice": "0", "slice_overlap": "0.3"}, "slice_overlap needs sliced"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SLICES))
+def test_bad_slice_option(case, pet_port, crops):
+    query, needle = BAD_SLICES[case]
+    data = _png(crops["large"])
+    error = _assert_refused(post_image(pet_port, data, "image/png", **query), 400, needle)
+    if case == "32":  # the library's own message, as it is
+        with pytest.raises(ValueError) as raised:
+            SliceOptions(32).check()
+        assert error == str(raised.value)
+    body, content_type = multipart(query, {"image": ("large.png", data)})
+    reply = request(pet_port, "POST", "/v1/detect", body, {"Content-Type": content_type})
+    _assert_refused(reply, 400, needle)
+
+
+def test_command_slice_is_the_requests_default(pet_file, crops, pet_expected, tmp_path):
+    args = ["--weights", pet_file, "--slice", 128, "--slice-overlap", 0.25, "--max-wait-ms", 0]
+    with cli_server(args, tmp_path) as port:
+        assert request(port, "GET", "/v1/models").json()["slicing"] == {
+            "size": 128, "overlap": 0.25, "whole_image": True, "merge": "nms", "merge_iou": 0.5,
+        }  # fmt: skip
+        data = _png(crops["large"])
+        reply = post_image(port, data, "image/png", score_threshold=0)
+        assert reply.status == 200, reply.body
+        assert _detections(reply.json()) == pet_expected["sliced"]
+        reply = post_image(port, data, "image/png", score_threshold=0, slice=0)  # off
+        assert _detections(reply.json()) == pet_expected["large"]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [(["--slice", "32"], "--slice: slice size must be at least 64 pixels, not 32"),
+     (["--slice", "512", "--slice-overlap", "0.95"],
+      "--slice: slice overlap must be in [0, 0.9), not 0.95")],
+)  # fmt: skip
+def test_command_refuses_a_bad_slice_before_loading(option, message, tmp_path, capsys):
+    missing = tmp_path / "no_such_weights.safetensors"  # loading it would fail differently
+    assert main(["serve", "--port", "0", "--weights", str(missing), *option]) == 2
+    assert capsys.readouterr().err.strip() == f"fasterrcnn: error: {message}"
+    from fasterrcnn.cli import build_parser
+
+    assert build_parser().parse_args(["serve"]).slice is ServeOptions().slicing is None
