@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             run = evaluate_results_file(
                 args.annotations, args.results, args.evaluator, images=args.images,
-                report=report, **dataset_options,
+                report=report, deploy=True, **dataset_options,
             )  # fmt: skip
         except (DatasetError, OSError, ImportError, ValueError) as err:
             raise CLIError(str(err)) from None
@@ -119,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
         run = evaluate_set(
             model, eval_set, batch_size=args.batch_size, workers=args.workers,
             results_file=args.results, backend=args.evaluator, report=report, slicing=slicing,
+            deploy=True,
         )  # fmt: skip
     except (DatasetError, OSError, ImportError) as err:
         raise CLIError(str(err)) from None

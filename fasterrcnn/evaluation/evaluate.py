@@ -39,7 +39,7 @@ from fasterrcnn.evaluation.report.writer import (
     write_report,
 )
 from fasterrcnn.evaluation.results_json import load_results, write_results
-from fasterrcnn.evaluation.thresholds import coco_matches, deploy_thresholds
+from fasterrcnn.evaluation.thresholds import ScoreCurve, coco_matches
 from fasterrcnn.inference.protocol import BatchDetector
 from fasterrcnn.inference.slicing import SliceOptions
 
@@ -134,8 +134,10 @@ def evaluate_set(
     report: ReportOptions | None = None,
     slicing: SliceOptions | None = None,
     progress: bool = True,
+    deploy: bool = False,
 ) -> EvaluationRun:
-    """:func:`evaluate` on an :class:`EvalSet` already loaded, with the run's figures.
+    """:func:`evaluate` on an :class:`EvalSet` already loaded, with the run's figures
+    (``deploy``: its deploy threshold too, as ``eval`` prints it).
 
     A dataset none of whose categories is a class of the model is a :class:`DatasetError`
     before any image is run. Every process returns the same run, or raises the same error
@@ -157,7 +159,9 @@ def evaluate_set(
     if found is not None:
         inference_seconds = time.perf_counter() - start
         try:
-            outcome = evaluate_found(dataset, found, results_file, backend, report, progress)
+            outcome = evaluate_found(
+                dataset, found, results_file, backend, report, progress, deploy
+            )
             outcome.images_run, outcome.inference_seconds = len(eval_set.indices), inference_seconds
             outcome.processes = context.world_size
         except (DatasetError, OSError, ImportError) as err:
@@ -176,6 +180,7 @@ def evaluate_found(
     backend: Backend = "pycocotools",
     report: ReportOptions | None = None,
     progress: bool = True,
+    deploy: bool = False,
 ) -> EvaluationRun:
     """Write ``found``'s results (when ``results_file`` is given), evaluate them on the
     images that were read, and write the report (when ``report`` is given)."""
@@ -188,7 +193,7 @@ def evaluate_found(
         )
     if results_file is not None:
         write_results(results_file, found.results)
-    run = _evaluate(dataset, found.results, found.image_ids, backend, report, progress)
+    run = _evaluate(dataset, found.results, found.image_ids, backend, report, progress, deploy)
     run.failures = found.failures
     return run
 
@@ -200,26 +205,28 @@ def _evaluate(
     backend: Backend,
     report: ReportOptions | None,
     progress: bool,
+    deploy: bool = False,
 ) -> EvaluationRun:
-    """The metrics of ``results``, their deploy threshold and, when asked, the report."""
+    """The metrics of ``results``, when asked the report, and with ``deploy`` their deploy
+    threshold (the report's, else read from the evaluator's matches where it keeps them)."""
     start = time.perf_counter()
     metrics, evaluator = coco_evaluation(dataset, results, image_ids, backend)
     run = EvaluationRun(metrics, evaluation_seconds=time.perf_counter() - start)
-    if keeps_matches(evaluator):
+    if report is not None:
+        start = time.perf_counter()
+        try:
+            run.report = write_report(
+                dataset, results, report, image_ids=image_ids, evaluator=evaluator,
+                metrics=metrics, progress=progress,
+            )  # fmt: skip
+            run.deploy = run.report.deploy
+        except (ReportError, OSError, ImportError) as err:
+            run.report_error = str(err)
+        run.report_seconds = time.perf_counter() - start
+    if deploy and run.report is None and keeps_matches(evaluator):
         matches = coco_matches(evaluator, len(dataset.classes))
-        run.deploy = deploy_thresholds(matches, list(dataset.classes.names))["overall"]
-    if report is None:
-        return run
-    start = time.perf_counter()
-    try:
-        run.report = write_report(
-            dataset, results, report, image_ids=image_ids, evaluator=evaluator,
-            metrics=metrics, progress=progress,
-        )  # fmt: skip
-        run.deploy = run.report.deploy
-    except (ReportError, OSError, ImportError) as err:
-        run.report_error = str(err)
-    run.report_seconds = time.perf_counter() - start
+        overall = ScoreCurve.of(matches.scores, matches.true_positive, int(matches.positives.sum()))
+        run.deploy = overall.best_f1()
     return run
 
 
@@ -234,6 +241,7 @@ def evaluate_results_file(
     classes: str | Path | None = None,
     report: ReportOptions | None = None,
     progress: bool = True,
+    deploy: bool = False,
 ) -> EvaluationRun:
     """COCO bbox metrics of a results JSON (as ``--results`` writes it, with the dataset's
     category ids) against the dataset ``annotations`` in any format (as
@@ -245,4 +253,4 @@ def evaluate_results_file(
     )  # fmt: skip
     log_load_report(dataset)
     results = load_results(results_file, dataset)
-    return _evaluate(dataset, results, None, backend, report, progress)
+    return _evaluate(dataset, results, None, backend, report, progress, deploy)

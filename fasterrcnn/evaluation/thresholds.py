@@ -128,7 +128,11 @@ def score_curves(
 def deploy_thresholds(matches: MatchedDetections, names: list[str]) -> dict[str, Any]:
     """``{"overall": point, "per_class": {name: point}, "precision_targets": {"0.9": point,
     ...}}`` (a point: threshold, precision, recall, F1; None where there is none)."""
-    overall, per_class = score_curves(matches, names)
+    return curve_thresholds(*score_curves(matches, names))
+
+
+def curve_thresholds(overall: ScoreCurve, per_class: dict[str, ScoreCurve]) -> dict[str, Any]:
+    """:func:`deploy_thresholds` of the curves :func:`score_curves` gave."""
     return {
         "overall": overall.best_f1(),
         "per_class": {name: curve.best_f1() for name, curve in per_class.items()},

@@ -31,7 +31,7 @@ from fasterrcnn.evaluation.error_kinds import ERROR_KINDS, ErrorCounts, count_er
 from fasterrcnn.evaluation.report import plots
 from fasterrcnn.evaluation.report.page import PageImage, ReportPage, write_page
 from fasterrcnn.evaluation.report.worst_images import LEGEND, write_worst_images
-from fasterrcnn.evaluation.thresholds import coco_matches, deploy_thresholds, score_curves
+from fasterrcnn.evaluation.thresholds import coco_matches, curve_thresholds, score_curves
 
 logger = logging.getLogger("fasterrcnn")
 FALLBACK_SCORE = 0.5  # the errors' score threshold where there is no deploy threshold
@@ -119,7 +119,7 @@ def write_report(
     names = list(dataset.classes.names)
     matches = coco_matches(evaluator, len(names))
     overall, per_class = score_curves(matches, names)
-    deploy = deploy_thresholds(matches, names)
+    deploy = curve_thresholds(overall, per_class)
     score = options.score_threshold
     if score is None:
         score = FALLBACK_SCORE if deploy["overall"] is None else deploy["overall"]["threshold"]
