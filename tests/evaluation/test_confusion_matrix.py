@@ -9,31 +9,13 @@ import json
 import numpy as np
 import pytest
 from helpers.seeded import DATA
+from helpers.three_classes import BIRD, CAT, DOG, slot_box, three_class_dataset
 
 from fasterrcnn.data.coco import CocoDataset
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.confusion import box_iou_xywh, confusion_matrix
 
-CLASSES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 5, "name": "bird"}]
-CAT, DOG, BIRD = 1, 2, 5
 BG = 3  # the background index of a 3-class matrix
-
-
-def _dataset(annotations: list[tuple[int, int, list[float], int]]) -> CocoDataset:
-    """Images 1 and 2 with (image, category, xywh, iscrowd) annotations."""
-    return CocoDataset.load({
-        "images": [{"id": 1, "file_name": "a.jpg"}, {"id": 2, "file_name": "b.jpg"}],
-        "annotations": [
-            {"image_id": i, "category_id": c, "bbox": box, "iscrowd": crowd}
-            for i, c, box, crowd in annotations
-        ],
-        "categories": CLASSES,
-    })  # fmt: skip
-
-
-def _box(slot: int) -> list[float]:
-    """Disjoint 10 x 10 boxes, one per slot."""
-    return [20.0 * slot, 0.0, 10.0, 10.0]
 
 
 def test_every_cell_of_a_three_class_matrix() -> None:
@@ -48,11 +30,13 @@ def test_every_cell_of_a_three_class_matrix() -> None:
     for slot, (gt, det) in enumerate(plan):
         image = 1 + slot % 2
         if gt is not None:
-            annotations.append((image, gt, _box(slot), 0))
+            annotations.append((image, gt, slot_box(slot), 0))
         if det is not None:
-            results.append([image, *_box(slot), 0.5 + slot / 100, det])
-    results.append([1, *_box(30), 0.05, CAT])  # below the score threshold: not counted
-    matrix = confusion_matrix(_dataset(annotations), np.array(results), score_threshold=0.1)
+            results.append([image, *slot_box(slot), 0.5 + slot / 100, det])
+    results.append([1, *slot_box(30), 0.05, CAT])  # below the score threshold: not counted
+    matrix = confusion_matrix(
+        three_class_dataset(annotations), np.array(results), score_threshold=0.1
+    )
     assert matrix.classes == ("cat", "dog", "bird", "background")
     assert matrix.matrix.tolist() == [
         [2, 1, 1, 1],
@@ -65,7 +49,7 @@ def test_every_cell_of_a_three_class_matrix() -> None:
 
 def test_iou_threshold_is_inclusive() -> None:
     # A detection shifted by 5 px of a 10 x 10 box: IoU 50 / 150 = 1/3.
-    dataset = _dataset([(1, CAT, [0, 0, 10, 10], 0)])
+    dataset = three_class_dataset([(1, CAT, [0, 0, 10, 10], 0)])
     shifted = np.array([[1, 5, 0, 10, 10, 0.9, DOG]])
     assert confusion_matrix(dataset, shifted, iou_threshold=1 / 3).matrix[0, 1] == 1
     missed = confusion_matrix(dataset, shifted, iou_threshold=0.34).matrix
@@ -73,7 +57,7 @@ def test_iou_threshold_is_inclusive() -> None:
 
 
 def test_crowd_pairs_count_nowhere_and_take_the_detection() -> None:
-    dataset = _dataset([
+    dataset = three_class_dataset([
         (1, CAT, [0, 0, 100, 100], 1),  # a crowd region
         (1, CAT, [0, 0, 60, 100], 0),  # IoU 0.6 with the detection below
         (1, DOG, [300, 0, 10, 10], 1),  # a crowd region no detection reaches
@@ -88,7 +72,7 @@ def test_crowd_pairs_count_nowhere_and_take_the_detection() -> None:
 
 @pytest.mark.parametrize(("cat_score", "dog_score", "paired"), [(0.9, 0.6, 0), (0.6, 0.9, 1)])
 def test_equal_ious_go_to_the_higher_score(cat_score, dog_score, paired) -> None:
-    dataset = _dataset([(1, CAT, [0, 0, 10, 10], 0)])
+    dataset = three_class_dataset([(1, CAT, [0, 0, 10, 10], 0)])
     same_box = [[1, 0, 0, 10, 10, cat_score, CAT], [1, 0, 0, 10, 10, dog_score, DOG]]
     matrix = confusion_matrix(dataset, np.array(same_box)).matrix
     other = 1 - paired
@@ -96,7 +80,7 @@ def test_equal_ious_go_to_the_higher_score(cat_score, dog_score, paired) -> None
 
 
 def test_bad_input() -> None:
-    dataset = _dataset([(1, CAT, [0, 0, 10, 10], 0)])
+    dataset = three_class_dataset([(1, CAT, [0, 0, 10, 10], 0)])
     with pytest.raises(DatasetError, match=r"category ids that are not the dataset's: \[7\]"):
         confusion_matrix(dataset, np.array([[1, 0, 0, 5, 5, 0.9, 7]]))
     with pytest.raises(ValueError, match="score_threshold must be in"):

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 from helpers.seeded import DATA
+from helpers.three_classes import BIRD, CAT, DOG, slot_box, three_class_dataset
 
 from fasterrcnn.data.coco import CocoDataset
 from fasterrcnn.data.json_checks import DatasetError
@@ -23,27 +24,8 @@ from fasterrcnn.evaluation.error_kinds import (
     count_errors,
 )
 
-CLASSES = [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}, {"id": 5, "name": "bird"}]
-CAT, DOG, BIRD = 1, 2, 5
 TP, IG = TRUE_POSITIVE, IGNORED
 DUP, WRONG, POOR, BG = FALSE_POSITIVE_KINDS
-
-
-def _dataset(annotations: list[tuple[int, int, list[float], int]], images: int = 2) -> CocoDataset:
-    """Images 1 to ``images`` with (image, category, xywh, iscrowd) annotations."""
-    return CocoDataset.load({
-        "images": [{"id": i, "file_name": f"{i}.jpg"} for i in range(1, images + 1)],
-        "annotations": [
-            {"image_id": i, "category_id": c, "bbox": box, "iscrowd": crowd}
-            for i, c, box, crowd in annotations
-        ],
-        "categories": CLASSES,
-    })  # fmt: skip
-
-
-def _box(slot: int) -> list[float]:
-    """Disjoint 10 x 10 boxes, one per slot."""
-    return [20.0 * slot, 0.0, 10.0, 10.0]
 
 
 def _outcomes(counts) -> list[tuple[str, ...]]:
@@ -51,29 +33,29 @@ def _outcomes(counts) -> list[tuple[str, ...]]:
 
 
 def test_every_kind_in_a_three_class_dataset() -> None:
-    dataset = _dataset([
-        (1, CAT, _box(0), 0),
-        (1, DOG, _box(1), 0),  # only a cat detection on it: missed
-        (1, BIRD, _box(2), 0),  # only a poorly placed bird: missed
-        (1, CAT, _box(4), 1),  # a crowd region
-        (1, DOG, _box(5), 0),  # no detection: missed
-        (1, CAT, _box(6), 0),  # its detection is under the score threshold: missed
-        (2, BIRD, _box(0), 0),
-        (2, DOG, _box(1), 0),  # only a bird at IoU 1/3: missed
-        (2, DOG, _box(2), 0),
-        (2, BIRD, _box(3), 1),  # a crowd region no detection reaches: not missed
+    dataset = three_class_dataset([
+        (1, CAT, slot_box(0), 0),
+        (1, DOG, slot_box(1), 0),  # only a cat detection on it: missed
+        (1, BIRD, slot_box(2), 0),  # only a poorly placed bird: missed
+        (1, CAT, slot_box(4), 1),  # a crowd region
+        (1, DOG, slot_box(5), 0),  # no detection: missed
+        (1, CAT, slot_box(6), 0),  # its detection is under the score threshold: missed
+        (2, BIRD, slot_box(0), 0),
+        (2, DOG, slot_box(1), 0),  # only a bird at IoU 1/3: missed
+        (2, DOG, slot_box(2), 0),
+        (2, BIRD, slot_box(3), 1),  # a crowd region no detection reaches: not missed
     ])  # fmt: skip
     results = np.array([
-        [1, *_box(0), 0.9, CAT],  # true positive
-        [1, *_box(0), 0.8, CAT],  # duplicate
-        [1, *_box(1), 0.7, CAT],  # wrong class (on the dog)
+        [1, *slot_box(0), 0.9, CAT],  # true positive
+        [1, *slot_box(0), 0.8, CAT],  # duplicate
+        [1, *slot_box(1), 0.7, CAT],  # wrong class (on the dog)
         [1, 40, 0, 10, 4, 0.6, BIRD],  # poor localization (IoU 0.4)
-        [1, *_box(3), 0.5, DOG],  # background
+        [1, *slot_box(3), 0.5, DOG],  # background
         [1, 82, 2, 4, 4, 0.4, CAT],  # ignored: inside the crowd box (plain IoU only 0.16)
-        [1, *_box(6), 0.05, CAT],  # under the score threshold
+        [1, *slot_box(6), 0.05, CAT],  # under the score threshold
         [2, 25, 0, 10, 10, 0.3, BIRD],  # background: IoU 1/3 with a dog only
-        [2, *_box(0), 0.95, BIRD],  # true positive
-        [2, *_box(2), 0.6, DOG],  # true positive
+        [2, *slot_box(0), 0.95, BIRD],  # true positive
+        [2, *slot_box(2), 0.6, DOG],  # true positive
     ])  # fmt: skip
     errors = count_errors(dataset, results, score_threshold=0.1)
     assert errors.classes == ("cat", "dog", "bird")
@@ -91,7 +73,7 @@ def test_every_kind_in_a_three_class_dataset() -> None:
 
 
 def test_crowd_regions_take_detections_of_their_class_and_are_never_missed() -> None:
-    dataset = _dataset([
+    dataset = three_class_dataset([
         (1, CAT, [0, 0, 100, 100], 1),
         (1, CAT, [0, 0, 60, 100], 0),
         (2, DOG, [0, 0, 10, 10], 1),  # no detection: not missed
@@ -112,7 +94,7 @@ def test_crowd_regions_take_detections_of_their_class_and_are_never_missed() -> 
 
 @pytest.mark.parametrize("swap", [False, True])
 def test_equal_scores_go_in_results_order(swap: bool) -> None:
-    dataset = _dataset([(1, CAT, [0, 0, 10, 10], 0)])
+    dataset = three_class_dataset([(1, CAT, [0, 0, 10, 10], 0)])
     # IoU 1 and 0.6 with the cat, the same score: the one first in the results is matched.
     rows = [[1, 0, 0, 10, 10, 0.7, CAT], [1, 0, 0, 10, 6, 0.7, CAT]]
     results = np.array(rows[::-1] if swap else rows)
@@ -125,7 +107,7 @@ def test_equal_scores_go_in_results_order(swap: bool) -> None:
 def test_equal_ious_go_to_the_first_box(swap: bool) -> None:
     left, right = [0.0, 0.0, 10.0, 10.0], [2.0, 0.0, 10.0, 10.0]
     boxes = [right, left] if swap else [left, right]
-    dataset = _dataset([(1, CAT, boxes[0], 0), (1, CAT, boxes[1], 0)])
+    dataset = three_class_dataset([(1, CAT, boxes[0], 0), (1, CAT, boxes[1], 0)])
     detection = [1.0, 0.0, 10.0, 10.0]  # IoU 90 / 110 with both
     iou = box_iou_xywh(np.array([detection]), np.array(boxes))
     assert iou[0, 0] == iou[0, 1] == 90 / 110
@@ -136,17 +118,17 @@ def test_equal_ious_go_to_the_first_box(swap: bool) -> None:
 
 
 def test_the_first_step_that_applies_wins() -> None:
-    dataset = _dataset([
-        (1, CAT, _box(0), 0),
-        (1, DOG, _box(0), 0),  # the same box as the cat
+    dataset = three_class_dataset([
+        (1, CAT, slot_box(0), 0),
+        (1, DOG, slot_box(0), 0),  # the same box as the cat
         (1, CAT, [40, 0, 10, 10], 0),
         (1, DOG, [44, 0, 10, 10], 0),  # IoU 0.6 with the detection at x 43, 0.4 with the cat
         (1, BIRD, [80, 0, 10, 10], 0),
     ])  # fmt: skip
     results = np.array([
-        [1, *_box(0), 0.9, CAT],  # true positive
-        [1, *_box(0), 0.8, DOG],  # true positive
-        [1, *_box(0), 0.7, CAT],  # duplicate, though on a dog too
+        [1, *slot_box(0), 0.9, CAT],  # true positive
+        [1, *slot_box(0), 0.8, DOG],  # true positive
+        [1, *slot_box(0), 0.7, CAT],  # duplicate, though on a dog too
         [1, 0, 0, 10, 6, 0.6, DOG],  # duplicate, though on a cat too
         [1, 44, 0, 10, 6, 0.5, CAT],  # wrong class (dog, IoU 0.6), though poorly on a cat too
         [1, 80, 0, 10, 4, 0.4, CAT],  # background: a bird at IoU 0.4 is another class
@@ -175,21 +157,23 @@ def test_iou_boundaries_are_inclusive() -> None:
     for category in (CAT, DOG):
         for shape in shapes:
             result = np.array([[1, *shape, 0.9, category]])
-            errors = count_errors(_dataset([(1, CAT, gt, 0)]), result, score_threshold=0.0)
+            errors = count_errors(
+                three_class_dataset([(1, CAT, gt, 0)]), result, score_threshold=0.0
+            )
             kinds[category, tuple(shape)] = errors.images[0].outcomes[0]
     assert [kinds[CAT, tuple(s)] for s in shapes] == [TP, TP, POOR, POOR, BG]
     assert [kinds[DOG, tuple(s)] for s in shapes] == [WRONG, WRONG, BG, BG, BG]
     # Other thresholds, at the boundaries too.
     result = np.array([[1, 0, 0, 10, 1, 0.9, CAT]])  # IoU 0.1
-    dataset = _dataset([(1, CAT, gt, 0)])
+    dataset = three_class_dataset([(1, CAT, gt, 0)])
     assert count_errors(dataset, result, score_threshold=0, iou_threshold=0.1).true_positives[0]
     one = count_errors(dataset, result, score_threshold=0, iou_threshold=0.2, background_iou=0.2)
     assert one.images[0].outcomes == (BG,)
 
 
 def test_the_score_threshold_is_inclusive() -> None:
-    dataset = _dataset([(1, CAT, _box(0), 0), (1, DOG, _box(1), 0)])
-    results = np.array([[1, *_box(0), 0.3, CAT], [1, *_box(1), 0.29, DOG]])
+    dataset = three_class_dataset([(1, CAT, slot_box(0), 0), (1, DOG, slot_box(1), 0)])
+    results = np.array([[1, *slot_box(0), 0.3, CAT], [1, *slot_box(1), 0.29, DOG]])
     errors = count_errors(dataset, results, score_threshold=0.3)
     assert errors.images[0].outcomes == (TP,)
     np.testing.assert_array_equal(errors.images[0].detections, results[:1])
@@ -208,21 +192,23 @@ def test_the_score_threshold_is_inclusive() -> None:
     ],
 )
 def test_bad_thresholds(kwargs: dict[str, Any], name: str) -> None:
-    dataset = _dataset([(1, CAT, _box(0), 0)])
+    dataset = three_class_dataset([(1, CAT, slot_box(0), 0)])
     with pytest.raises(ValueError, match=f"^{name} must be") as error:
         count_errors(dataset, np.zeros((0, 7)), **kwargs)
     assert "\n" not in str(error.value)
 
 
 def test_unknown_category() -> None:
-    dataset = _dataset([(1, CAT, _box(0), 0)])
+    dataset = three_class_dataset([(1, CAT, slot_box(0), 0)])
     with pytest.raises(DatasetError, match=r"category ids that are not the dataset's: \[7\]"):
-        count_errors(dataset, np.array([[1, *_box(0), 0.9, 7]]), score_threshold=0.5)
+        count_errors(dataset, np.array([[1, *slot_box(0), 0.9, 7]]), score_threshold=0.5)
 
 
 @pytest.mark.parametrize("empty", [np.zeros((0, 7)), np.zeros(0)])
 def test_empty_results_miss_every_non_crowd_box(empty: np.ndarray) -> None:
-    dataset = _dataset([(1, CAT, _box(0), 0), (1, DOG, _box(1), 1), (2, BIRD, _box(0), 0)])
+    dataset = three_class_dataset(
+        [(1, CAT, slot_box(0), 0), (1, DOG, slot_box(1), 1), (2, BIRD, slot_box(0), 0)]
+    )
     errors = count_errors(dataset, empty, score_threshold=0.5)
     assert errors.counts.tolist() == [[0, 0, 0, 0, 1], [0, 0, 0, 0, 0], [0, 0, 0, 0, 1]]
     assert errors.true_positives.tolist() == [0, 0, 0]
@@ -235,11 +221,13 @@ def test_empty_results_miss_every_non_crowd_box(empty: np.ndarray) -> None:
 def test_worst_images_and_image_ids() -> None:
     # Errors per image: 1 -> 2, 2 -> 0, 3 -> 2, 4 -> 3.
     annotations = [
-        (1, CAT, _box(0), 0), (1, DOG, _box(1), 0), (2, CAT, _box(0), 0),
-        (3, BIRD, _box(0), 0), (4, CAT, _box(0), 0), (4, CAT, _box(1), 0),
+        (1, CAT, slot_box(0), 0), (1, DOG, slot_box(1), 0), (2, CAT, slot_box(0), 0),
+        (3, BIRD, slot_box(0), 0), (4, CAT, slot_box(0), 0), (4, CAT, slot_box(1), 0),
     ]  # fmt: skip
-    dataset = _dataset(annotations, images=4)
-    results = np.array([[2, *_box(0), 0.9, CAT], [3, *_box(3), 0.9, DOG], [4, *_box(5), 0.9, DOG]])
+    dataset = three_class_dataset(annotations, images=4)
+    results = np.array(
+        [[2, *slot_box(0), 0.9, CAT], [3, *slot_box(3), 0.9, DOG], [4, *slot_box(5), 0.9, DOG]]
+    )
     errors = count_errors(dataset, results, score_threshold=0.5)
     assert [image.errors for image in errors.images] == [2, 0, 2, 3]
     assert [image.image_id for image in errors.worst(10)] == [4, 1, 3]
@@ -253,8 +241,12 @@ def test_worst_images_and_image_ids() -> None:
 
 
 def test_to_dict_round_trips_through_json() -> None:
-    dataset = _dataset([(1, CAT, _box(0), 0), (1, DOG, _box(1), 0), (2, BIRD, _box(0), 0)])
-    results = np.array([[1, *_box(0), 0.9, CAT], [1, *_box(0), 0.8, CAT], [2, *_box(3), 0.7, DOG]])
+    dataset = three_class_dataset(
+        [(1, CAT, slot_box(0), 0), (1, DOG, slot_box(1), 0), (2, BIRD, slot_box(0), 0)]
+    )
+    results = np.array(
+        [[1, *slot_box(0), 0.9, CAT], [1, *slot_box(0), 0.8, CAT], [2, *slot_box(3), 0.7, DOG]]
+    )
     errors = count_errors(dataset, results, score_threshold=0.5, iou_threshold=0.6)
     data = json.loads(json.dumps(errors.to_dict()))
     zero = dict.fromkeys(ERROR_KINDS, 0)
