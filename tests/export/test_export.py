@@ -125,16 +125,10 @@ def _assert_same(expected: list[Detections], actual: list[Detections]) -> None:
         assert fraction >= 0.99, f"image {i}: {fraction:.3f} of {len(ref)} detections matched"
 
 
-# Every family exports; the default run checks torchvision's, the slow run (CI) every one.
-SLOW_FAMILIES = ("megengine_0x", "megengine_1x", "detectron2")
-
-
+# Every family exports, in the slow run (CI); the default run exports the small native model
+# to every backend through the command line (tests/export/test_export_cli.py).
 @pytest.fixture(
-    scope="module",
-    params=[
-        pytest.param(name, marks=pytest.mark.slow) if name in SLOW_FAMILIES else name
-        for name in FAMILIES
-    ],
+    scope="module", params=[pytest.param(name, marks=pytest.mark.slow) for name in FAMILIES]
 )
 def family(request, tmp_path_factory):
     """The family's PyTorch model, its detections (batch 1) and a folder for its exports."""
