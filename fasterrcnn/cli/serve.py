@@ -53,6 +53,10 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--score-threshold", type=float, default=0.5, help="default of the requests' (0.5)"
     )
     add_slice_options(serve)  # the default of the requests that name no ?slice=
+    serve.add_argument(
+        "--max-tiles", type=positive, default=100, metavar="N",
+        help="tiles per sliced image at most; a request cut into more is refused (100)",
+    )  # fmt: skip
     serve.set_defaults(run=run)
 
 
@@ -78,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_body_bytes=round(args.max_body_mb * (1 << 20)), max_pixels=args.max_pixels,
         timeout_s=args.timeout, score_threshold=args.score_threshold, slicing=slicing,
+        max_tiles=args.max_tiles,
     )  # fmt: skip
     print(f"serving {name} on {url_of(sock)} (Ctrl-C stops)", flush=True)
     serve(model, name, sock, options)

@@ -107,13 +107,17 @@ def detect_videos(
                 continue
             except OSError as err:
                 raise CLIError(f"--out {out}: {err}") from None
-            rate = run.frames / run.seconds if run.seconds else 0.0
-            written = ", ".join(str(path) for path in run.outputs)
-            dropped = f", {run.dropped} dropped" if run.dropped else ""
-            print(f"{run.source}: {run.frames} frame(s){dropped}, {run.detections} "
-                  f"detection(s) written to {written} ({rate:.2f} frames/s)")  # fmt: skip
-            if run.error is not None:
-                print(f"fasterrcnn: {run.error}", file=sys.stderr)
+            if run.outputs:
+                rate = run.frames / run.seconds if run.seconds else 0.0
+                written = ", ".join(str(path) for path in run.outputs)
+                dropped = f", {run.dropped} dropped" if run.dropped else ""
+                print(f"{run.source}: {run.frames} frame(s){dropped}, {run.detections} "
+                      f"detection(s) written to {written} ({rate:.2f} frames/s)")  # fmt: skip
+            elif run.error is None:
+                print(f"{run.source}: no frame came, nothing written")
+            if run.error is not None:  # with nothing written, the source was skipped
+                skipped = "" if run.outputs else "skipped: "
+                print(f"fasterrcnn: {skipped}{run.error}", file=sys.stderr)
                 failed = True
             if run.interrupted:
                 print("fasterrcnn: stopped", file=sys.stderr)

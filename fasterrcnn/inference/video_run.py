@@ -130,8 +130,8 @@ def detect_video(
     progress: bool = True,
 ) -> VideoRun:
     """Run ``model`` on ``reader``'s frames and write ``out/<stem>.jsonl`` and, with
-    ``draw``, ``out/<stem>.mp4`` (see the module docstring). An output that cannot be
-    written is an ``OSError``."""
+    ``draw``, ``out/<stem>.mp4`` (see the module docstring); a run that gets no frame leaves
+    neither (``run.outputs`` is empty). An output that cannot be written is an ``OSError``."""
     info = reader.info
     run = VideoRun(info.source)
     lines_path = out / f"{stem}.jsonl"
@@ -180,6 +180,10 @@ def detect_video(
     finally:
         if writer is not None:
             writer.close()
+        if run.frames == 0:  # no frame came (an empty file, a stream stopped at once)
+            for path in run.outputs:
+                path.unlink(missing_ok=True)
+            run.outputs.clear()
         run.dropped = len(reader.skipped)
         run.seconds = time.perf_counter() - start
     return run

@@ -37,7 +37,7 @@ from fasterrcnn.data.images import ImageError, ImageTooLarge, decode_image
 from fasterrcnn.inference.detections import Detections
 from fasterrcnn.inference.drawing import draw_detections
 from fasterrcnn.inference.protocol import BatchDetector
-from fasterrcnn.inference.slicing import SliceOptions
+from fasterrcnn.inference.slicing import SliceOptions, tile_windows
 from fasterrcnn.serving.request_batcher import Batcher
 from fasterrcnn.serving.requests import (
     RequestError,
@@ -54,7 +54,8 @@ STATIC = resources.files("fasterrcnn.serving") / "static"
 @dataclass(frozen=True)
 class ServeOptions:
     """The server's batching and limits (the ``fasterrcnn serve`` options); ``slicing``: the
-    sliced inference of the requests that name no ``slice`` (None: whole images)."""
+    sliced inference of the requests that name no ``slice`` (None: whole images);
+    ``max_tiles``: the most tiles a sliced image may be cut into (more is a 400)."""
 
     max_batch: int = 4
     max_wait_ms: float = 10.0
@@ -64,6 +65,7 @@ class ServeOptions:
     timeout_s: float = 60.0
     score_threshold: float = 0.5
     slicing: SliceOptions | None = None
+    max_tiles: int = 100
 
 
 class _Service:
@@ -102,6 +104,8 @@ class _Service:
         decode_start = time.perf_counter()
         image = await run_in_threadpool(_decode, data, options.max_pixels)
         decoded = time.perf_counter()
+        if detect_options.slicing is not None:
+            _check_tiles(image, detect_options.slicing, options.max_tiles)
         future, timing = self.batcher.submit(
             image, detect_options.slicing, detect_options.score_threshold
         )
@@ -148,6 +152,17 @@ class _Service:
             "slicing": limits.pop("slicing"),
             "limits": limits,
         }
+
+
+def _check_tiles(image: np.ndarray, slicing: SliceOptions, max_tiles: int) -> None:
+    """A 400 where ``slicing`` cuts ``image`` into more than ``max_tiles`` tiles."""
+    height, width = image.shape[:2]
+    tiles = len(tile_windows(height, width, slicing.size, slicing.overlap))
+    if tiles > max_tiles:
+        raise RequestError(
+            400, f"slice {slicing.size} cuts this {width} x {height} image into {tiles} tiles, "
+            f"more than this server's {max_tiles}: ask for a larger slice",
+        )  # fmt: skip
 
 
 def _decode(data: bytes, max_pixels: int) -> np.ndarray:

@@ -34,7 +34,7 @@ from helpers.serving import app_server, cli_server, multipart, post_image, reque
 from fasterrcnn.cli import main
 from fasterrcnn.inference.detections import Detections
 from fasterrcnn.inference.predict import predict
-from fasterrcnn.inference.slicing import SliceOptions
+from fasterrcnn.inference.slicing import SliceOptions, tile_windows
 from fasterrcnn.serving.app import ServeOptions
 
 IMAGES = DATA / "coco" / "val2017"
@@ -381,8 +381,8 @@ def test_command_defaults_are_the_servers():
         defaults.max_batch, defaults.max_wait_ms, defaults.max_queue,
     )  # fmt: skip
     assert round(args.max_body_mb * (1 << 20)) == defaults.max_body_bytes
-    assert (args.max_pixels, args.timeout, args.score_threshold) == (
-        defaults.max_pixels, defaults.timeout_s, defaults.score_threshold,
+    assert (args.max_pixels, args.timeout, args.score_threshold, args.max_tiles) == (
+        defaults.max_pixels, defaults.timeout_s, defaults.score_threshold, defaults.max_tiles,
     )  # fmt: skip
 
 
@@ -508,6 +508,22 @@ def test_bad_slice_option(case, pet_port, crops):
     body, content_type = multipart(query, {"image": ("large.png", data)})
     reply = request(pet_port, "POST", "/v1/detect", body, {"Content-Type": content_type})
     _assert_refused(reply, 400, needle)
+
+
+def test_too_many_tiles_are_refused(pet_port, crops, pet_expected):
+    """Slices of 64 overlapping by 0.85 cut the 256 x 128 crop into 21 x 8 tiles, more than
+    the server's 100; the same image in larger tiles is answered."""
+    data = _png(crops["large"])
+    assert len(tile_windows(128, 256, 64, 0.85)) == 21 * 8 > PETS.max_tiles
+    reply = post_image(pet_port, data, "image/png", slice=64, slice_overlap=0.85)
+    message = _assert_refused(reply, 400, "slice 64 cuts")
+    assert message == (
+        "slice 64 cuts this 256 x 128 image into 168 tiles, more than this server's 100: "
+        "ask for a larger slice"
+    )
+    reply = post_image(pet_port, data, "image/png", score_threshold=0, slice=128,
+                       slice_overlap=0.25)  # fmt: skip
+    assert _detections(reply.json()) == pet_expected["sliced"]
 
 
 def test_command_slice_is_the_requests_default(pet_file, crops, pet_expected, tmp_path):
