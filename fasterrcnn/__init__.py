@@ -6,6 +6,7 @@ from fasterrcnn.data.images import ImageError, read_image
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.evaluation.evaluate import evaluate
 from fasterrcnn.evaluation.report import ReportOptions
+from fasterrcnn.export.runtimes import load_exported
 from fasterrcnn.inference.detections import Detections
 from fasterrcnn.inference.detector import Detector
 from fasterrcnn.inference.predict import iter_detections
@@ -40,5 +41,6 @@ __all__ = [
     "iter_detections",
     "list_models",
     "load_dataset",
+    "load_exported",
     "read_image",
 ]

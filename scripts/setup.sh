@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Create .venv/ in the repository root (if missing) and install fasterrcnn into it, editable,
-# with the development tools and the serve, export, video and track extras. torch==2.13.0
+# with the development tools and the serve, export, int8, video and track extras. torch==2.13.0
 # (CPU) is installed first; it satisfies the package's torch range, so pip does not pull a
 # CUDA build.
 set -euo pipefail
@@ -23,9 +23,9 @@ pip_install() {
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     pip_install "torch==2.13.0"
 fi
-pip_install -e ".[dev,serve,export,video,track]"
+pip_install -e ".[dev,serve,export,int8,video,track]"
 # ByteTrack's library names opencv-python, a second OpenCV beside the headless one this package
 # uses; it runs on the headless one, so it is installed without its requirements (the track
 # extra above holds the others).
 pip_install --no-deps "trackers>=2.6"
-.venv/bin/python -c "import fasterrcnn, PIL, yaml, matplotlib, pytest, pycocotools, faster_coco_eval, fastapi, uvicorn, multipart, selenium, onnx, onnxruntime, openvino, av, trackers"
+.venv/bin/python -c "import fasterrcnn, PIL, yaml, matplotlib, pytest, pycocotools, faster_coco_eval, fastapi, uvicorn, multipart, selenium, onnx, onnxruntime, openvino, nncf, av, trackers"

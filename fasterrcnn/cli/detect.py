@@ -6,13 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from fasterrcnn.cli.common import (
-    CLIError,
-    add_model_options,
-    load_model,
-    print_above_progress,
-    start_processes,
-)
+from fasterrcnn.cli.backend_options import add_backend_option, load_detector
+from fasterrcnn.cli.common import CLIError, add_model_options, print_above_progress, start_processes
 from fasterrcnn.cli.slice_options import add_slice_options, slice_options
 from fasterrcnn.cli.video_options import (
     add_video_options,
@@ -21,7 +16,6 @@ from fasterrcnn.cli.video_options import (
 )
 from fasterrcnn.data.json_checks import DatasetError
 from fasterrcnn.data.sources import list_sources, source_kind
-from fasterrcnn.export.runtimes import BACKENDS, ExportedModel, RuntimeLoadError
 from fasterrcnn.inference.folder_output import detect_into_folder
 from fasterrcnn.inference.label_output import LABEL_FORMATS, LABEL_OUTPUTS
 from fasterrcnn.inference.protocol import BatchDetector
@@ -58,13 +52,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "per image and classes.txt; YOLO: data.yaml, labels/train/ and images/train/ linking "
         "to the images; Label Studio: pre-annotations with the scores",
     )
-    detect.add_argument(
-        "--backend",
-        choices=("pytorch", *BACKENDS),
-        default="pytorch",
-        help="what runs the network: pytorch, or an exported file given as --weights "
-        "(fasterrcnn export) run by onnxruntime, openvino or torchscript (default pytorch)",
-    )
+    add_backend_option(detect)
     add_slice_options(detect)
     add_video_options(detect)
     detect.set_defaults(run=run)
@@ -80,11 +68,7 @@ def run(args: argparse.Namespace) -> int:
     videos: list[Path | str | int] = [s for s in sources if source_kind(s) != "image"]
     videos += args.camera
     context, device = start_processes(args.device)
-    model: BatchDetector
-    if args.backend == "pytorch":
-        model = load_model(args.model, args.weights, device, args.precision)
-    else:
-        model = load_exported(args)
+    model = load_detector(args, device)
     out = Path(args.out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -127,16 +111,3 @@ def _detect_images(
         for path in summary.labels:
             print(f"labels written to {path}")
     return summary.failed > 0
-
-
-def load_exported(args: argparse.Namespace) -> ExportedModel:
-    """``--backend`` with ``--weights``: the exported file, on the CPU."""
-    backend = args.backend
-    if args.weights is None:
-        raise CLIError(f"--backend {backend} runs an exported file: pass it as --weights PATH")
-    if args.device != "cpu" or args.precision != "fp32":
-        raise CLIError(f"--backend {backend} runs float32 on the CPU (--device cpu)")
-    try:
-        return ExportedModel(args.weights, backend)
-    except RuntimeLoadError as err:
-        raise CLIError(str(err)) from None

@@ -7,13 +7,8 @@ import importlib.util
 import json
 from pathlib import Path
 
-from fasterrcnn.cli.common import (
-    CLIError,
-    add_model_options,
-    check_output,
-    load_model,
-    start_processes,
-)
+from fasterrcnn.cli.backend_options import add_backend_option, load_detector
+from fasterrcnn.cli.common import CLIError, add_model_options, check_output, start_processes
 from fasterrcnn.cli.dataset_options import add_dataset_options
 from fasterrcnn.cli.slice_options import add_slice_options, slice_options
 from fasterrcnn.data.dataset_files import EVAL_SPLIT, names_its_images
@@ -75,6 +70,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         help="how many of the images with the most errors the report draws (default 24)",
     )  # fmt: skip
     add_model_options(evaluate)
+    add_backend_option(evaluate)
     add_slice_options(evaluate)
     evaluate.set_defaults(run=run)
 
@@ -114,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         )  # fmt: skip
     except DatasetError as err:
         raise CLIError(str(err)) from None
-    model = load_model(args.model, args.weights, device, args.precision)
+    model = load_detector(args, device)
     try:
         run = evaluate_set(
             model, eval_set, batch_size=args.batch_size, workers=args.workers,
@@ -133,11 +129,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _results_mode(args: argparse.Namespace) -> bool:
     """Whether ``--results`` is a file to evaluate rather than one to write: an existing file
-    with no ``--model``/``--weights`` (``--images`` then only serves the report's drawings),
-    or any ``--results`` without ``--images`` for a dataset that needs them."""
+    with no ``--model``/``--weights``/``--backend`` (``--images`` then only serves the
+    report's drawings), or any ``--results`` without ``--images`` for a dataset that needs
+    them."""
     if args.results is None:
         return False
-    if args.model is None and args.weights is None and Path(args.results).is_file():
+    no_model = args.model is None and args.weights is None and args.backend == "pytorch"
+    if no_model and Path(args.results).is_file():
         return True
     return args.images is None and not names_its_images(args.annotations, args.format)
 

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-from pathlib import Path
 
-from fasterrcnn.cli.common import (
-    CLIError,
-    add_model_choice,
-    load_model,
-    model_name,
-    non_negative,
-    positive,
-)
+from fasterrcnn.cli.backend_options import add_backend_option, detector_name, load_detector
+from fasterrcnn.cli.common import CLIError, add_model_choice, non_negative, positive
 from fasterrcnn.cli.slice_options import add_slice_options, slice_options
 
 
@@ -26,6 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
         "--slice sets the default of the requests' ?slice=S (0: off) and ?slice_overlap=F.",
     )
     add_model_choice(serve)
+    add_backend_option(serve)
     serve.add_argument("--host", default="127.0.0.1", help="(default 127.0.0.1)")
     serve.add_argument("--port", type=non_negative, default=8000, help="(8000; 0: any free)")
     serve.add_argument(
@@ -76,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
         sock = listen(args.host, args.port)
     except OSError as err:
         raise CLIError(f"cannot listen on {args.host}:{args.port} ({err.strerror})") from None
-    model = load_model(args.model, args.weights, args.device, args.precision)
-    name = model_name(args.model, args.weights) or Path(args.weights).stem
+    model = load_detector(args, args.device)
+    name = detector_name(args)
     options = ServeOptions(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         max_body_bytes=round(args.max_body_mb * (1 << 20)), max_pixels=args.max_pixels,

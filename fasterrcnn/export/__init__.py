@@ -2,6 +2,13 @@
 the runtimes that run exported files: onnxruntime, OpenVINO, TorchScript."""
 
 from fasterrcnn.export.graph import ExportFormat, export_model
-from fasterrcnn.export.runtimes import BACKENDS, ExportedModel, RuntimeLoadError
+from fasterrcnn.export.runtimes import BACKENDS, ExportedModel, RuntimeLoadError, load_exported
 
-__all__ = ["BACKENDS", "ExportFormat", "ExportedModel", "RuntimeLoadError", "export_model"]
+__all__ = [
+    "BACKENDS",
+    "ExportFormat",
+    "ExportedModel",
+    "RuntimeLoadError",
+    "export_model",
+    "load_exported",
+]

@@ -6,7 +6,7 @@ and evaluation are the same whatever runs the network."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -14,12 +14,14 @@ from torch import Tensor
 
 from fasterrcnn.config import ModelConfig
 from fasterrcnn.config_json import ConfigError, config_from_json
+from fasterrcnn.inference import predict as _predict
 from fasterrcnn.modeling.postprocess import BatchDetections
 from fasterrcnn.modeling.precision import Precision
 
 Backend = Literal["onnxruntime", "openvino", "torchscript"]
 BACKENDS: tuple[Backend, ...] = ("onnxruntime", "openvino", "torchscript")
 CONFIG_KEY = "fasterrcnn_config"  # the model configuration (JSON) inside an exported file
+PRECISION_KEY = "fasterrcnn_precision"  # "int8" in a quantized file (absent: float32)
 
 
 class RuntimeLoadError(RuntimeError):
@@ -29,10 +31,14 @@ class RuntimeLoadError(RuntimeError):
 class ExportedModel:
     """An exported detector, a :class:`~fasterrcnn.inference.protocol.BatchDetector`:
     ``detect_batch`` takes the inference loop's padded batch and returns its detections;
-    ``config`` is the model's configuration, read from the file. It returns no proposals."""
+    ``config`` is the model's configuration, read from the file; :meth:`predict` is the
+    PyTorch :class:`~fasterrcnn.inference.detector.Detector`'s. It returns no proposals."""
 
     device = torch.device("cpu")
     returns_proposals = False
+
+    # model.predict(source, ...) is fasterrcnn.inference.predict.predict(model, source, ...).
+    predict = _predict.predict
 
     def __init__(
         self,
@@ -53,11 +59,18 @@ class ExportedModel:
         self.precision = precision
         threads = threads or torch.get_num_threads()
         if backend == "onnxruntime":
-            self._run, config_json = _onnxruntime(path, threads)
+            self._run, metadata = _onnxruntime(path, threads)
         elif backend == "openvino":
-            self._run, config_json = _openvino(path, threads, precision)
+            self._run, metadata = _openvino(path, threads, precision)
         else:
-            self._run, config_json = _torchscript(path)
+            self._run, metadata = _torchscript(path)
+        config_json = metadata.get(CONFIG_KEY)
+        if config_json is None:
+            raise RuntimeLoadError(
+                f"{path}: not a fasterrcnn export (no model configuration inside)"
+            )
+        # an int8 file's quantized layers run in int8, the others in ``precision``
+        self.quantized = metadata.get(PRECISION_KEY) == "int8"
         try:
             self.config: ModelConfig = config_from_json(config_json)
         except ConfigError as err:
@@ -85,7 +98,23 @@ class ExportedModel:
         return BatchDetections(boxes, scores, labels.long(), batch_index.long()), None
 
 
-def _onnxruntime(path: Path, threads: int) -> tuple[Any, str]:
+def load_exported(
+    path: str | Path, backend: str = "openvino", *, threads: int | None = None
+) -> ExportedModel:
+    """The exported file ``path`` (``fasterrcnn export``: ONNX for onnxruntime and openvino,
+    TorchScript for torchscript) run by ``backend`` on ``threads`` CPU threads (default:
+    PyTorch's count). Its configuration and class table come from the file; its
+    :meth:`~ExportedModel.predict` returns the
+    :class:`~fasterrcnn.inference.detections.Detections` the PyTorch model's does. A file
+    that cannot be run, or an unknown ``backend``, is a one-line :class:`RuntimeLoadError`."""
+    if backend not in BACKENDS:
+        raise RuntimeLoadError(f"unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+    if threads is not None and threads < 1:
+        raise RuntimeLoadError(f"threads must be at least 1, not {threads}")
+    return ExportedModel(path, cast(Backend, backend), threads=threads)
+
+
+def _onnxruntime(path: Path, threads: int) -> tuple[Any, dict[str, str]]:
     try:
         import onnxruntime
     except ImportError:
@@ -101,14 +130,12 @@ def _onnxruntime(path: Path, threads: int) -> tuple[Any, str]:
         )
     except Exception as err:
         raise RuntimeLoadError(f"{path}: onnxruntime cannot load it ({_first_line(err)})") from None
-    config = session.get_modelmeta().custom_metadata_map.get(CONFIG_KEY)
-    if config is None:
-        raise RuntimeLoadError(f"{path}: not a fasterrcnn export (no model configuration inside)")
+    metadata = dict(session.get_modelmeta().custom_metadata_map)
     names = [i.name for i in session.get_inputs()]
-    return (lambda inputs: session.run(None, dict(zip(names, inputs, strict=True)))), config
+    return (lambda inputs: session.run(None, dict(zip(names, inputs, strict=True)))), metadata
 
 
-def _openvino(path: Path, threads: int, precision: Precision) -> tuple[Any, str]:
+def _openvino(path: Path, threads: int, precision: Precision) -> tuple[Any, dict[str, str]]:
     try:
         import openvino
     except ImportError:
@@ -124,23 +151,25 @@ def _openvino(path: Path, threads: int, precision: Precision) -> tuple[Any, str]
         compiled = core.compile_model(model, "CPU", settings)
     except Exception as err:
         raise RuntimeLoadError(f"{path}: OpenVINO cannot load it ({_first_line(err)})") from None
-    config = _onnx_metadata(path).get(CONFIG_KEY)
-    if config is None:
-        raise RuntimeLoadError(f"{path}: not a fasterrcnn export (no model configuration inside)")
+    metadata = _onnx_metadata(path)
     request = compiled.create_infer_request()
 
     def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
         results = request.infer(inputs)
         return [results[output] for output in compiled.outputs]
 
-    return run, config
+    return run, metadata
 
 
-def _torchscript(path: Path) -> tuple[Any, str]:
+def _torchscript(path: Path) -> tuple[Any, dict[str, str]]:
     extra = {CONFIG_KEY: ""}
     try:
         module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as err:
+        if _is_int8_onnx(path):
+            raise RuntimeLoadError(
+                f"{path}: an int8 ONNX file, which runs on onnxruntime or openvino, not torchscript"
+            ) from None
         raise RuntimeLoadError(f"{path}: not a TorchScript file ({_first_line(err)})") from None
     if not extra[CONFIG_KEY]:
         raise RuntimeLoadError(f"{path}: not a fasterrcnn export (no model configuration inside)")
@@ -150,7 +179,7 @@ def _torchscript(path: Path) -> tuple[Any, str]:
             return module(*(torch.from_numpy(x) for x in inputs))
 
     config = extra[CONFIG_KEY]
-    return run, config.decode() if isinstance(config, bytes) else config
+    return run, {CONFIG_KEY: config.decode() if isinstance(config, bytes) else config}
 
 
 def _onnx_metadata(path: Path) -> dict[str, str]:
@@ -158,6 +187,13 @@ def _onnx_metadata(path: Path) -> dict[str, str]:
 
     model = onnx.load(str(path), load_external_data=False)
     return {p.key: p.value for p in model.metadata_props}
+
+
+def _is_int8_onnx(path: Path) -> bool:
+    try:
+        return _onnx_metadata(path).get(PRECISION_KEY) == "int8"
+    except Exception:  # not ONNX either, or onnx missing
+        return False
 
 
 def _first_line(err: BaseException) -> str:

@@ -12,66 +12,29 @@ small, ``detect --slice`` finds more of their objects than the whole-image pass.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 from helpers.cli_runner import run_cli
-from helpers.seeded import DATA
+from helpers.scratch_model import (
+    ANNOTATIONS,
+    IMAGES,
+    MAX_SIDE,
+    SCRATCH_ITERATIONS,
+    SHORT_SIDE,
+    THREE,
+    TWO_THREADS,
+    Scratch,
+    coco_options,
+    train_args,
+)
 
-COCO = DATA / "coco"
-ANNOTATIONS = COCO / "instances_val2017.json"
-IMAGES = COCO / "val2017"
-THREE = {1: "person", 2: "bicycle", 72: "tv"}
-SCRATCH_ITERATIONS = 500
 FINE_TUNING_ITERATIONS = 150
 FINE_TUNED_AP50 = 0.5  # measured: 0.71 (YOLO) and 0.79 (VOC)
-SHORT_SIDE, MAX_SIDE = 320, 512  # the training scale (_train's --short-side, --max-side)
-TWO_THREADS = {"OMP_NUM_THREADS": "2"}  # the CI machine's two cores, one run at a time
 
 pytestmark = pytest.mark.slow
-
-
-def _coco(annotations: Path) -> list[object]:
-    return ["--images", IMAGES, "--annotations", annotations]
-
-
-def _train(output: Path, dataset: list[object], iterations: int, *extra: object) -> list[object]:
-    return [
-        "train", *dataset, "--output", output,
-        "--model", "faster_rcnn_res18_coco_3x_800size", "--short-side", SHORT_SIDE,
-        "--max-side", MAX_SIDE, "--max-iter", iterations, "--lr", 0.02, "--clip-grad", 5,
-        "--precision", "bf16", "--workers", 1, "--log-period", 50, *extra,
-    ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Scratch:
-    model: Path
-    three: Path  # the slice's instances file cut down to THREE's categories
-    work: Path
-
-
-@pytest.fixture(scope="module")
-def scratch(tmp_path_factory: pytest.TempPathFactory) -> Scratch:
-    work = tmp_path_factory.mktemp("learning")
-    run = run_cli(
-        _train(work / "scratch", _coco(ANNOTATIONS), SCRATCH_ITERATIONS, "--drop-empty"),
-        work,
-        timeout=1800,
-        env=TWO_THREADS,
-    )
-    assert run.returncode == 0, run.stderr
-    assert "group norm" in run.stderr
-    assert "training images: 8 kept (0 of them background-only), 2 dropped" in run.stderr
-    data = json.loads(ANNOTATIONS.read_text())
-    data["categories"] = [c for c in data["categories"] if c["id"] in THREE]
-    data["annotations"] = [a for a in data["annotations"] if a["category_id"] in THREE]
-    three = work / "three.json"
-    three.write_text(json.dumps(data))
-    return Scratch(work / "scratch" / "model_final.safetensors", three, work)
 
 
 def _ap(work: Path, weights: Path, *dataset: object) -> dict[str, float]:
@@ -98,7 +61,7 @@ def _detected_names(work: Path, weights: Path) -> set[str]:
 
 
 def test_training_from_scratch_learns(scratch: Scratch) -> None:
-    stats = _ap(scratch.work, scratch.model, *_coco(ANNOTATIONS))
+    stats = _ap(scratch.work, scratch.model, *coco_options(ANNOTATIONS))
     print(f"from scratch, {SCRATCH_ITERATIONS} iterations: AP {stats['AP']:.3f}, "
           f"AP50 {stats['AP50']:.3f}")  # fmt: skip
     assert stats["AP50"] >= 0.5
@@ -106,7 +69,9 @@ def test_training_from_scratch_learns(scratch: Scratch) -> None:
 
 def test_fine_tuning_to_three_categories(scratch: Scratch) -> None:
     tuned = scratch.work / "tuned"
-    run = run_cli(_train(tuned, _coco(scratch.three), 60, "--weights", scratch.model), scratch.work)
+    run = run_cli(
+        train_args(tuned, coco_options(scratch.three), 60, "--weights", scratch.model), scratch.work
+    )
     assert run.returncode == 0, run.stderr
     assert "class table comes from the annotation file" in run.stderr
     assert "re-initialized 4 tensors" in run.stderr
@@ -136,7 +101,7 @@ def test_fine_tuning_on_a_yolo_or_voc_dataset(scratch: Scratch, target: str) -> 
     evaluating = [*dataset_options("eval-"), "--eval-period", FINE_TUNING_ITERATIONS // 2]
     tuned = scratch.work / f"tuned-{target}"
     run = run_cli(
-        _train(tuned, dataset, FINE_TUNING_ITERATIONS, "--weights", scratch.model, *evaluating),
+        train_args(tuned, dataset, FINE_TUNING_ITERATIONS, "--weights", scratch.model, *evaluating),
         scratch.work,
         env=TWO_THREADS,
     )
