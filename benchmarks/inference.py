@@ -58,8 +58,11 @@ STAGES = ("preprocess", "backbone+FPN", "RPN", "RoI heads", "postprocess")
 
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
+from int8_kernels import int8_conv_peak  # noqa: E402
+
 import fasterrcnn  # noqa: E402
 from fasterrcnn.export import export_model  # noqa: E402
+from fasterrcnn.export.quantize import calibration_images, export_int8  # noqa: E402
 from fasterrcnn.export.runtimes import ExportedModel  # noqa: E402
 from fasterrcnn.inference.memory import prepare_allocator  # noqa: E402
 from fasterrcnn.inference.predict import predict  # noqa: E402
@@ -114,8 +117,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--backends",
         default="",
         help="exported runtimes to time, comma-separated, from onnxruntime, openvino, "
-        "openvino-bf16, torchscript (the model is exported once, untimed)",
+        "openvino-bf16, torchscript, onnxruntime-int8, openvino-int8 (the model is exported "
+        "once, untimed; int8 adds the int8 floor)",
     )
+    p.add_argument(
+        "--calibration-size", type=int, default=10,
+        help="int8: calibrate on this many of the images (default 10)",
+    )  # fmt: skip
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)  # a configuration's process
     p.add_argument("--export-dir", type=Path, default=None, help=argparse.SUPPRESS)
     p.add_argument("--no-torchvision", action="store_true", help="skip the torchvision run")
@@ -291,6 +299,8 @@ def floor_rates(args: argparse.Namespace, fp32_matmul: float) -> dict[str, dict[
             "conv3x3": conv_peak(args.device, torch.bfloat16),
             "matmul": matmul_peak([2048], args.device, torch.bfloat16)[2048],
         }
+    if "int8" in args.backends:
+        rates["int8"] = {"conv3x3": int8_conv_peak(args.threads)}
     return rates
 
 
@@ -315,7 +325,9 @@ def run_predict(model: Any, image: np.ndarray, clock) -> tuple[float, int]:
     return clock() - t0, len(dets)
 
 
-BACKENDS = ("onnxruntime", "openvino", "openvino-bf16", "torchscript")
+BACKENDS = (
+    "onnxruntime", "openvino", "openvino-bf16", "torchscript", "onnxruntime-int8", "openvino-int8",
+)  # fmt: skip
 
 
 def configuration_labels(args: argparse.Namespace, torchvision: bool) -> list[str]:
@@ -326,7 +338,14 @@ def configuration_labels(args: argparse.Namespace, torchvision: bool) -> list[st
 
 
 def export_path(folder: Path, label: str) -> Path:
+    if label.endswith("-int8"):
+        return folder / "model-int8.onnx"
     return folder / ("model.pt" if label == "torchscript" else "model.onnx")
+
+
+def label_precision(label: str) -> str:
+    """The precision of a configuration's label: int8, bf16 or fp32."""
+    return next((p for p in ("int8", "bf16") if p in label), "fp32")
 
 
 def time_in_own_process(
@@ -374,7 +393,9 @@ def child_main(args: argparse.Namespace) -> None:
     elif label in BACKENDS:
         runtime, _, precision = label.partition("-")
         path = export_path(args.export_dir, label)
-        exported = ExportedModel(path, runtime, precision or "fp32")  # type: ignore[arg-type]
+        # an int8 file's other layers run in float32
+        precision = "bf16" if precision == "bf16" else "fp32"
+        exported = ExportedModel(path, runtime, precision)  # type: ignore[arg-type]
         run = partial(run_predict, exported, clock=clock)
     else:
         ours = fasterrcnn.create_model(
@@ -537,7 +558,7 @@ def set_up(args: argparse.Namespace) -> Setup:
     images = [fasterrcnn.read_image(p) for p in paths]  # decoding is not timed
     weights, weights_desc = load_weights(args, fasterrcnn.get_preset(args.model).family)
     model = fasterrcnn.create_model(args.model, weights=weights, device=args.device)
-    export_dir = export_backends(model, args.backends)
+    export_dir = export_backends(model, args.backends, folder, args.calibration_size)
     tv_model, tv_desc = (None, "skipped (--no-torchvision)")
     if not args.no_torchvision:
         tv_model, tv_desc = build_torchvision(torchvision_state(weights), args.device)
@@ -561,13 +582,21 @@ def set_up(args: argparse.Namespace) -> Setup:
     )
 
 
-def export_backends(model: fasterrcnn.Detector, backends: str) -> Path:
+def export_backends(
+    model: fasterrcnn.Detector, backends: str, folder: Path, calibration_size: int
+) -> Path:
     """Export ``model`` once (untimed) for each runtime of ``--backends`` into a new
-    temporary folder, where each configuration's process loads it."""
+    temporary folder, where each configuration's process loads it; the int8 file is
+    calibrated on ``calibration_size`` images of ``folder`` (the timing does not depend on
+    which images: the accuracy benchmark calibrates on others)."""
     export_dir = Path(tempfile.mkdtemp(prefix="fasterrcnn-bench-"))
     for backend in [b for b in backends.split(",") if b]:
         path = export_path(export_dir, backend)
-        if not path.exists():
+        if path.exists():
+            continue
+        if backend.endswith("-int8"):
+            export_int8(model, path, calibration_images(folder, calibration_size))
+        else:
             export_model(model, path, "torchscript" if backend == "torchscript" else "onnx")
     return export_dir
 
@@ -892,7 +921,7 @@ def print_floor(
             measured = [
                 f"{label} {c['over_torchvision']:.3f}"
                 for label, c in configurations.items()
-                if (precision == "bf16") == ("bf16" in label)
+                if label_precision(label) == precision
                 and "torchvision" not in label
                 and "error" not in c
             ]

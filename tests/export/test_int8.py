@@ -12,6 +12,7 @@ on a trained model, in the slow run (tests/training/test_int8_trained.py).
 from __future__ import annotations
 
 import importlib.util
+import json
 import shutil
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 from conftest import IMAGES
 from helpers.cli_runner import assert_one_line_error, run_cli
 from helpers.parity import match_fraction
+from helpers.videos import write_video
 
 import fasterrcnn
 from fasterrcnn.cli import main
@@ -121,12 +123,37 @@ def test_int8_runs_any_size_and_batch(int8_file, images, backend) -> None:
         assert fraction >= 0.99, fraction
 
 
-def test_int8_in_detect_and_bad_uses(int8_file, pet_file, tmp_path) -> None:
+def _dicts(detections) -> list[dict]:
+    return json.loads(json.dumps(detections.detection_dicts()))
+
+
+def test_int8_in_detect_slices_and_videos(int8_file, tmp_path) -> None:
+    """``detect`` on an image, the same image in tiles, and a 3-frame lossless video gives
+    what ``load_exported(...).predict`` gives on them."""
+    path = int8_file[0]
+    model = fasterrcnn.load_exported(path, BACKENDS[-1])
+    image = sorted(IMAGES.glob("*.jpg"))[0]
+    frames = [read_image(image)[:240, 80 * k : 80 * k + 320].copy() for k in range(3)]
+    video = write_video(tmp_path / "clip.mkv", frames)  # ffv1: the frames exactly
+    common = ["--backend", BACKENDS[-1], "--weights", str(path), "--no-draw",
+              "--score-threshold", "0.2"]  # fmt: skip
+    assert main(["detect", str(image), str(video), *common, "--out", str(tmp_path / "a")]) == 0
+    assert main(["detect", str(image), *common, "--slice", "256", "--out",
+                 str(tmp_path / "b")]) == 0  # fmt: skip
+    whole = json.loads((tmp_path / "a" / f"{image.stem}.json").read_text())["detections"]
+    assert whole == _dicts(model.predict(image, score_threshold=0.2))
+    sliced = json.loads((tmp_path / "b" / f"{image.stem}.json").read_text())["detections"]
+    expected = model.predict(image, score_threshold=0.2, slicing=fasterrcnn.SliceOptions(256))
+    assert sliced == _dicts(expected) and sliced != whole
+    lines = [json.loads(line) for line in (tmp_path / "a" / "clip.jsonl").read_text().splitlines()]
+    assert [line["detections"] for line in lines] == [
+        _dicts(model.predict(frame, score_threshold=0.2)) for frame in frames
+    ]
+
+
+def test_int8_file_as_torchscript_is_one_line(int8_file, tmp_path) -> None:
     path = int8_file[0]
     image = sorted(IMAGES.glob("*.jpg"))[0]
-    assert main(["detect", str(image), "--backend", BACKENDS[0], "--weights", str(path),
-                 "--out", str(tmp_path / "out"), "--no-draw"]) == 0  # fmt: skip
-    assert (tmp_path / "out" / f"{image.stem}.json").is_file()
     as_torchscript = run_cli(
         ["detect", image, "--backend", "torchscript", "--weights", path], tmp_path
     )

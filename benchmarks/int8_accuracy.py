@@ -1,0 +1,132 @@
+"""int8 accuracy on a trained model: COCO AP of the int8 export (onnxruntime and OpenVINO)
+against float32 and bfloat16, and how many of float32's detections int8 gives back.
+
+Name-seeded weights cannot judge int8 (random heads amplify rounding), so the model is one
+trained by the project's own training code (``benchmarks/bf16_accuracy.py`` trains it; or
+``--weights``), evaluated on the images it was trained on, the int8 file calibrated on other
+images of the same set (those not evaluated), as a user calibrates on their own data.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/int8_accuracy.py --output runs/bf16-accuracy   # its model
+    .venv/bin/python benchmarks/int8_accuracy.py --weights model.safetensors --images 8 \\
+        --annotations tests/fixtures/coco/instances_val2017.json
+
+Every step is a ``fasterrcnn`` command (printed before it runs): ``export --precision int8``,
+then ``eval`` in fp32, bf16 and int8 (``--backend onnxruntime`` and ``openvino``), each
+writing its detections. Agreement: the fraction of float32's detections scoring 0.3 or more
+that int8 gives too (same class, IoU >= 0.9), image by image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bf16_accuracy import FALLBACK, MINI, fasterrcnn, first_images
+
+SCORE, MATCH_IOU = 0.3, 0.9
+
+
+def agreement(reference: list[dict], other: list[dict]) -> float:
+    """The fraction of ``reference``'s detections (score >= 0.3) that ``other`` has: same
+    image and class, IoU >= 0.9, one to one, best first."""
+    by_image: dict[int, list[dict]] = {}
+    for det in other:
+        by_image.setdefault(det["image_id"], []).append(det)
+    used: set[int] = set()
+    found = total = 0
+    for det in sorted(reference, key=lambda d: -d["score"]):
+        if det["score"] < SCORE:
+            continue
+        total += 1
+        best, best_iou = None, MATCH_IOU
+        for cand in by_image.get(det["image_id"], []):
+            if id(cand) in used or cand["category_id"] != det["category_id"]:
+                continue
+            overlap = iou(det["bbox"], cand["bbox"])
+            if overlap >= best_iou:
+                best, best_iou = cand, overlap
+        if best is not None:
+            used.add(id(best))
+            found += 1
+    return found / max(total, 1)
+
+
+def iou(a: list[float], b: list[float]) -> float:
+    """IoU of two COCO ``[x, y, w, h]`` boxes."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    inter = w * h
+    return inter / (aw * ah + bw * bh - inter) if inter > 0 else 0.0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    p.add_argument("--data", type=Path, default=MINI if MINI.is_dir() else FALLBACK)
+    p.add_argument("--annotations", type=Path, help="evaluated set (default: bf16's first N)")
+    p.add_argument("--images", type=int, default=24, help="the first N annotated images")
+    p.add_argument("--weights", type=Path, help="default: OUTPUT/model_final.safetensors")
+    p.add_argument("--calibration-size", type=int, default=300)
+    p.add_argument("--output", type=Path, default=Path("runs/bf16-accuracy"))
+    args = p.parse_args()
+    images = args.data / "val2017"
+    args.output.mkdir(parents=True, exist_ok=True)
+    source = args.annotations or args.data / "instances_val2017.json"
+    annotations = args.output / "int8_annotations.json"
+    evaluated = first_images(json.loads(source.read_text()), args.images)
+    annotations.write_text(json.dumps(evaluated))
+    weights = args.weights or args.output / "model_final.safetensors"
+    if not weights.is_file():
+        sys.exit(f"{weights}: no model (run benchmarks/bf16_accuracy.py or give --weights)")
+    names = {image["file_name"] for image in evaluated["images"]}
+    others = sorted(p for p in images.iterdir() if p.suffix == ".jpg" and p.name not in names)
+    results: dict[str, dict] = {}
+    detections: dict[str, list[dict]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        calibration = Path(tmp)
+        for path in others[: args.calibration_size]:
+            (calibration / path.name).symlink_to(path.resolve())
+        int8 = args.output / "model-int8.onnx"
+        seconds = fasterrcnn(
+            "export", "--weights", weights, "--precision", "int8", "--calibration-images",
+            calibration, "--calibration-size", args.calibration_size, int8,
+        )  # fmt: skip
+        print(f"int8 export calibrated on {min(len(others), args.calibration_size)} images not "
+              f"evaluated, in {seconds:.0f} s")  # fmt: skip
+    runs = {
+        "fp32": ["--weights", weights],
+        "bf16": ["--weights", weights, "--precision", "bf16"],
+        "int8 onnxruntime": ["--weights", int8, "--backend", "onnxruntime"],
+        "int8 openvino": ["--weights", int8, "--backend", "openvino"],
+    }
+    for name, options in runs.items():
+        stem = name.replace(" ", "_")
+        metrics, found = args.output / f"metrics_{stem}.json", args.output / f"results_{stem}.json"
+        fasterrcnn(
+            "eval", "--images", images, "--annotations", annotations, *options,
+            "--metrics", metrics, "--results", found,
+        )  # fmt: skip
+        results[name] = json.loads(metrics.read_text())
+        detections[name] = json.loads(found.read_text())
+    header = "".join(f"{name:>18}" for name in runs)
+    print(f"\n{'metric':<10}{header}")
+    for key in ("AP", "AP50", "AP75", "APs", "APm", "APl"):
+        print(f"{key:<10}" + "".join(f"{results[name][key]:>18.4f}" for name in runs))
+    agreed = [agreement(detections["fp32"], detections[name]) for name in runs]
+    print(f"{'agreement':<10}" + "".join(f"{a:>18.3f}" for a in agreed))
+    deltas = {name: results[name]["AP"] - results["fp32"]["AP"] for name in runs}
+    print("AP - fp32: " + ", ".join(f"{n} {d * 100:+.2f}pt" for n, d in deltas.items()))
+    print("AP50 - fp32: " + ", ".join(
+        f"{n} {(results[n]['AP50'] - results['fp32']['AP50']) * 100:+.2f}pt" for n in runs
+    ))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

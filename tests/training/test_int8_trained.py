@@ -1,0 +1,89 @@
+"""int8 against float32 on a trained model (slow): the session's trained model
+(helpers/scratch_model.py), exported to int8 calibrated on 5 images of the COCO slice, gives
+on the other 5 the float32 model's detections, through onnxruntime and OpenVINO.
+
+The tolerance comes from the int8 error measured on this model (printed): int8 moves a box by
+about 1% of its size and a score by a few hundredths, so a detection well above the score
+threshold keeps its match at IoU 0.9 while one near the threshold may fall on either side.
+Hence: at least 90% of float32's detections scoring 0.4 or more are found by int8 (same
+class, IoU >= 0.9, score >= 0.3), and the scores of the matches differ by 0.05 at most on
+average.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+
+import numpy as np
+import pytest
+from helpers.cli_runner import run_cli
+from helpers.scratch_model import IMAGES, Scratch
+
+import fasterrcnn
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(
+    importlib.util.find_spec("nncf") is None, reason="nncf is not installed"
+)]  # fmt: skip
+BACKENDS = [b for b in ("onnxruntime", "openvino") if importlib.util.find_spec(b)]
+FOUND_SCORE, LOOSE_SCORE, MATCH_IOU = 0.4, 0.3, 0.9
+
+
+def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    sides = np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2])
+    inter = np.prod(np.clip(sides, 0, None), axis=1)
+    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
+    return inter / (np.prod(box[2:] - box[:2]) + areas - inter)
+
+
+def _matches(ref: fasterrcnn.Detections, other: fasterrcnn.Detections) -> list[tuple[int, int]]:
+    """(ref index, other index) pairs, ref's best first, one to one, same class, IoU >= 0.9."""
+    free = np.ones(len(other), bool)
+    pairs = []
+    for i in np.argsort(-ref.scores, kind="stable"):
+        overlaps = _iou(ref.boxes[i], other.boxes) if len(other) else np.zeros(0)
+        overlaps[~free | (other.category_ids != ref.category_ids[i])] = 0
+        if overlaps.max(initial=0) >= MATCH_IOU:
+            j = int(overlaps.argmax())
+            free[j] = False
+            pairs.append((int(i), j))
+    return pairs
+
+
+def test_int8_finds_what_fp32_finds(scratch: Scratch, tmp_path) -> None:
+    paths = sorted(IMAGES.glob("*.jpg"))
+    calibration, compared = paths[:5], paths[5:]
+    folder = tmp_path / "calibration"
+    folder.mkdir()
+    for path in calibration:
+        shutil.copy(path, folder / path.name)
+    int8 = tmp_path / "model-int8.onnx"
+    run = run_cli(
+        ["export", "--weights", scratch.model, "--precision", "int8", "--calibration-images",
+         folder, int8],
+        tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    fp32 = fasterrcnn.create_model(weights=scratch.model)
+    expected = [fp32.predict(p, score_threshold=LOOSE_SCORE) for p in compared]
+    assert sum(int((d.scores >= FOUND_SCORE).sum()) for d in expected) >= 20
+    for backend in BACKENDS:
+        model = fasterrcnn.load_exported(int8, backend)
+        found = total = 0
+        score_errors, box_errors = [], []
+        for path, ref in zip(compared, expected, strict=True):
+            got = model.predict(path, score_threshold=LOOSE_SCORE)
+            pairs = _matches(ref, got)
+            confident = set(np.flatnonzero(ref.scores >= FOUND_SCORE).tolist())
+            total += len(confident)
+            found += sum(i in confident for i, _ in pairs)
+            for i, j in pairs:
+                score_errors.append(abs(float(ref.scores[i] - got.scores[j])))
+                size = np.tile(ref.boxes[i, 2:] - ref.boxes[i, :2], 2)  # w, h, w, h
+                box_errors.append(float(np.max(np.abs(ref.boxes[i] - got.boxes[j]) / size)))
+        print(f"{backend}: int8 found {found} of fp32's {total} detections scoring >= "
+              f"{FOUND_SCORE}; matched pairs: score error mean {np.mean(score_errors):.4f} "
+              f"max {np.max(score_errors):.4f}, box error (fraction of its side) mean "
+              f"{np.mean(box_errors):.4f} max {np.max(box_errors):.4f}")  # fmt: skip
+        assert found >= 0.9 * total
+        assert np.mean(score_errors) <= 0.05
