@@ -33,6 +33,7 @@ import gc
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -1037,7 +1038,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     print_stage_table(records, stage_rows, summary, torchvision)
     print_peaks(before, after, peak, flop_check, records[0]["image"])
 
-    configurations = time_configurations(setup)
+    try:
+        configurations = time_configurations(setup)
+    finally:
+        shutil.rmtree(setup.export_dir, ignore_errors=True)
     summary["configurations"] = configurations
     tv_own = configurations.get("torchvision fp32", {}).get("times")
     compare_to_torchvision(configurations, tv_own)
