@@ -83,3 +83,12 @@ def raw() -> dict:
 def dataset() -> CocoDataset:
     """The COCO slice's instances file read by the data layer, with its image folder."""
     return CocoDataset.load(ANN_FILE, IMAGES)
+
+
+@pytest.fixture(scope="session")
+def scratch(tmp_path_factory: pytest.TempPathFactory):
+    """The slow tests' trained model, trained once per session on first use (see
+    helpers/scratch_model.py)."""
+    from helpers.scratch_model import train_scratch
+
+    return train_scratch(tmp_path_factory.mktemp("learning"))
