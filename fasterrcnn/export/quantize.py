@@ -140,15 +140,19 @@ def export_int8(
         graph = onnx.load(str(float_path))
     ignored = [node.name for node in graph.graph.node if not node.name.startswith(QUANTIZED_SCOPES)]
     paths, transform = calibration_inputs(model.config, calibration.paths)
-    nncf.set_log_level(logging.ERROR)  # its per-node notes; the progress bars stay
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantized = nncf.quantize(
-            graph,
-            nncf.Dataset(paths, transform),
-            subset_size=len(paths),
-            ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
-        )
+    level = logging.getLogger("nncf").level
+    nncf.set_log_level(logging.ERROR)  # its per-node notes, for this call; the bars stay
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantized = nncf.quantize(
+                graph,
+                nncf.Dataset(paths, transform),
+                subset_size=len(paths),
+                ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
+            )
+    finally:
+        nncf.set_log_level(level)
     _set_metadata(quantized, {CONFIG_KEY: config_to_json(model.config), PRECISION_KEY: "int8"})
     onnx.save(quantized, str(path))
     quantizers = sum(node.op_type == "QuantizeLinear" for node in quantized.graph.node)
