@@ -15,14 +15,12 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from int8_kernels import int8_conv_peak
 from read_dataset import cpu_name
 
 import fasterrcnn
-from fasterrcnn.data.transforms import make_batch
+from fasterrcnn.export.quantize import graph_inputs
 
 IMAGE = Path(__file__).resolve().parents[1] / "tests/fixtures/coco/val2017/000000000139.jpg"
 
@@ -38,12 +36,8 @@ def main() -> None:
     import openvino
 
     config = fasterrcnn.load_exported(args.model, "onnxruntime").config
-    batch = make_batch([fasterrcnn.read_image(args.image)], config.input)
-    inputs = [
-        batch.tensor.numpy(),
-        np.asarray(batch.image_sizes, np.int64),
-        np.asarray(batch.original_sizes, np.int64),
-    ]
+    inputs = list(graph_inputs(fasterrcnn.read_image(args.image), config).values())
+    height, width = inputs[0].shape[-2:]
     core = openvino.Core()
     compiled = core.compile_model(
         core.read_model(str(args.model)), "CPU",
@@ -69,7 +63,6 @@ def main() -> None:
     for _, node_type, exec_type, seconds in layers:
         kind = "int8 " if "I8" in exec_type.upper() or "U8" in exec_type.upper() else ""
         groups[f"{kind}{node_type}"] += seconds
-    height, width = batch.tensor.shape[-2:]
     print(f"CPU: {cpu_name()}, {args.threads} threads; {args.model.name}, input {height} x "
           f"{width}; layers' time (best of {args.runs}): {total:.3f} s")  # fmt: skip
     print(f"\n{'kind of layer':<34}{'seconds':>9}{'share':>8}")

@@ -35,6 +35,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from helpers.parity import match_fraction
 from inference import seeded_state_dict
 from read_dataset import cpu_name
 
@@ -133,29 +135,12 @@ def sahi_detections(result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return boxes, np.array([p.score.value for p in preds]), np.array([p.category.id for p in preds])
 
 
-def iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    lt = np.maximum(box[:2], boxes[:, :2])
-    rb = np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
-
-
-def matched(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...], threshold: float = 0.9) -> int:
-    """How many of ``a``'s detections (by decreasing score) find an unmatched one of ``b``'s
-    of the same class at IoU >= ``threshold``."""
-    free = np.ones(len(b[0]), bool)
-    count = 0
-    for i in np.argsort(-a[1], kind="stable"):
-        candidates = np.flatnonzero(free & (b[2] == a[2][i]))
-        if len(candidates) == 0:
-            continue
-        overlaps = iou(a[0][i], b[0][candidates])
-        best = int(np.argmax(overlaps))
-        if overlaps[best] >= threshold:
-            free[candidates[best]] = False
-            count += 1
-    return count
+def agreement(a: tuple[np.ndarray, ...], b: tuple[np.ndarray, ...]) -> float:
+    """The fraction of ``a``'s detections (by decreasing score) that find their own, one to
+    one, among ``b``'s of the same class at IoU >= 0.9, whatever their scores."""
+    order = np.argsort(-a[1], kind="stable")
+    return match_fraction(a[0][order], a[1][order], b[0], b[1], a[2][order], b[2],
+                          min_iou=0.9, max_score_diff=np.inf)  # fmt: skip
 
 
 def best_time(runs: int, fn: Any, *args: Any, **kwargs: Any) -> tuple[float, Any]:
@@ -209,13 +194,12 @@ def main() -> None:
             )  # fmt: skip
             theirs = sahi_detections(result)
             rows.append((ours_merge, batch, ours_s, sahi_s, len(ours[0]), len(theirs[0]),
-                         matched(ours, theirs), matched(theirs, ours)))  # fmt: skip
+                         agreement(ours, theirs), agreement(theirs, ours)))  # fmt: skip
     print(f"\n{'merge':<6}{'batch':>6}{'ours s':>9}{'SAHI s':>9}{'ratio':>7}"
           f"{'ours n':>8}{'SAHI n':>8}{'ours in SAHI':>14}{'SAHI in ours':>14}")  # fmt: skip
-    for merge, batch, ours_s, sahi_s, n_ours, n_sahi, m_ours, m_sahi in rows:
+    for merge, batch, ours_s, sahi_s, n_ours, n_sahi, in_sahi, in_ours in rows:
         print(f"{merge:<6}{batch:>6}{ours_s:>9.2f}{sahi_s:>9.2f}{ours_s / sahi_s:>7.2f}"
-              f"{n_ours:>8}{n_sahi:>8}{m_ours / max(n_ours, 1):>14.3f}"
-              f"{m_sahi / max(n_sahi, 1):>14.3f}")  # fmt: skip
+              f"{n_ours:>8}{n_sahi:>8}{in_sahi:>14.3f}{in_ours:>14.3f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,20 +103,15 @@ def calibration_images(folder: str | Path, size: int = DEFAULT_CALIBRATION_SIZE)
     return Calibration(chosen, size, unreadable)
 
 
-def calibration_inputs(
-    config: ModelConfig, paths: list[Path]
-) -> tuple[list[Path], Callable[[Path], dict[str, np.ndarray]]]:
-    """NNCF's dataset: the paths and the function that makes one path the graph's inputs."""
-
-    def inputs(path: Path) -> dict[str, np.ndarray]:
-        batch = make_batch([read_image(path)], config.input)
-        return {
-            "images": batch.tensor.numpy(),
-            "image_sizes": np.asarray(batch.image_sizes, dtype=np.int64),
-            "original_sizes": np.asarray(batch.original_sizes, dtype=np.int64),
-        }
-
-    return paths, inputs
+def graph_inputs(image: np.ndarray, config: ModelConfig) -> dict[str, np.ndarray]:
+    """The exported graph's inputs for one HxWx3 uint8 RGB ``image``, as the model's own
+    preprocessing (:func:`~fasterrcnn.data.transforms.make_batch`) makes them."""
+    batch = make_batch([image], config.input)
+    return {
+        "images": batch.tensor.numpy(),
+        "image_sizes": np.asarray(batch.image_sizes, dtype=np.int64),
+        "original_sizes": np.asarray(batch.original_sizes, dtype=np.int64),
+    }
 
 
 def export_int8(
@@ -139,7 +134,6 @@ def export_int8(
         float_path = export_model(model, Path(tmp) / "float.onnx", "onnx")
         graph = onnx.load(str(float_path))
     ignored = [node.name for node in graph.graph.node if not node.name.startswith(QUANTIZED_SCOPES)]
-    paths, transform = calibration_inputs(model.config, calibration.paths)
     level = logging.getLogger("nncf").level
     nncf.set_log_level(logging.ERROR)  # its per-node notes, for this call; the bars stay
     try:
@@ -147,8 +141,10 @@ def export_int8(
             warnings.simplefilter("ignore")
             quantized = nncf.quantize(
                 graph,
-                nncf.Dataset(paths, transform),
-                subset_size=len(paths),
+                nncf.Dataset(
+                    calibration.paths, lambda path: graph_inputs(read_image(path), model.config)
+                ),
+                subset_size=len(calibration.paths),
                 ignored_scope=nncf.IgnoredScope(names=ignored, validate=False),
             )
     finally:

@@ -27,6 +27,7 @@ def match_fraction(
     ).numpy()
     ok = (iou >= min_iou) & (np.abs(ref_scores[:, None] - scores[None, :]) <= max_score_diff)
     if ref_labels is not None:
+        assert labels is not None, "labels go with ref_labels"
         ok &= ref_labels[:, None] == labels[None, :]
     used = np.zeros(len(boxes), dtype=bool)
     matched = 0
