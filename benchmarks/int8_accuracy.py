@@ -26,45 +26,39 @@ import sys
 import tempfile
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from bf16_accuracy import FALLBACK, MINI, fasterrcnn, first_images
+from helpers.parity import match_fraction
 
 SCORE, MATCH_IOU = 0.3, 0.9
 
 
 def agreement(reference: list[dict], other: list[dict]) -> float:
     """The fraction of ``reference``'s detections (score >= 0.3) that ``other`` has: same
-    image and class, IoU >= 0.9, one to one, best first."""
-    by_image: dict[int, list[dict]] = {}
-    for det in other:
-        by_image.setdefault(det["image_id"], []).append(det)
-    used: set[int] = set()
+    image and class, IoU >= 0.9, one to one, best first (COCO results, boxes [x, y, w, h])."""
     found = total = 0
-    for det in sorted(reference, key=lambda d: -d["score"]):
-        if det["score"] < SCORE:
+    for image_id in {det["image_id"] for det in reference}:
+        ref = _arrays([d for d in reference if d["image_id"] == image_id and d["score"] >= SCORE])
+        if len(ref[0]) == 0:
             continue
-        total += 1
-        best, best_iou = None, MATCH_IOU
-        for cand in by_image.get(det["image_id"], []):
-            if id(cand) in used or cand["category_id"] != det["category_id"]:
-                continue
-            overlap = iou(det["bbox"], cand["bbox"])
-            if overlap >= best_iou:
-                best, best_iou = cand, overlap
-        if best is not None:
-            used.add(id(best))
-            found += 1
+        got = _arrays([d for d in other if d["image_id"] == image_id])
+        fraction = match_fraction(*ref[:2], *got[:2], ref[2], got[2], min_iou=MATCH_IOU,
+                                  max_score_diff=np.inf)  # fmt: skip
+        found += round(fraction * len(ref[0]))
+        total += len(ref[0])
     return found / max(total, 1)
 
 
-def iou(a: list[float], b: list[float]) -> float:
-    """IoU of two COCO ``[x, y, w, h]`` boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = w * h
-    return inter / (aw * ah + bw * bh - inter) if inter > 0 else 0.0
+def _arrays(detections: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """xyxy boxes, scores and category ids, by decreasing score."""
+    detections = sorted(detections, key=lambda d: -d["score"])
+    boxes = np.array([d["bbox"] for d in detections], np.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]
+    scores = np.array([d["score"] for d in detections], np.float64)
+    return boxes, scores, np.array([d["category_id"] for d in detections])
 
 
 def main() -> None:
