@@ -45,23 +45,29 @@ class MultiScaleRoIAlign(nn.Module):
     def forward(self, features: list[Tensor], rois: Tensor) -> Tensor:
         cfg = self.cfg
         levels = assign_levels(rois[:, 1:], cfg, self.min_level, self.max_level) - self.min_level
-        size = cfg.output_size
-        out = features[0].new_zeros((rois.shape[0], features[0].shape[1], size, size))
+        pooled, positions = [], []
         for level, (feature, stride) in enumerate(zip(features, self.strides, strict=True)):
             index = torch.nonzero(levels == level).squeeze(1)
             if index.numel() == 0 and not torch.jit.is_tracing():  # a traced graph keeps all
                 continue
-            pooled = roi_align(
-                feature,
-                rois[index],
-                cfg.output_size,
-                1.0 / stride,
-                cfg.sampling_ratio,
-                cfg.aligned,
-                cfg.border,
+            pooled.append(
+                roi_align(
+                    feature,
+                    rois[index],
+                    cfg.output_size,
+                    1.0 / stride,
+                    cfg.sampling_ratio,
+                    cfg.aligned,
+                    cfg.border,
+                )
             )
-            out = out.index_copy(0, index, pooled.to(out.dtype))
-        return out
+            positions.append(index)
+        if not pooled:  # no RoI at all
+            size = cfg.output_size
+            return features[0].new_zeros((0, features[0].shape[1], size, size))
+        # The RoIs pooled level by level, then put back in their own order with one gather
+        # (not one full-size scatter per level).
+        return torch.cat(pooled)[torch.argsort(torch.cat(positions))]
 
 
 class BoxHead(nn.Module):
