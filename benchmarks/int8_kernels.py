@@ -1,5 +1,5 @@
 """The int8 floor's kernel rate: one 3x3 convolution of 256 channels (the model's dominant
-kernel, as ``inference.py``'s ``conv_peak`` times it in fp32 and bf16), quantized as NNCF
+kernel, as ``inference_peaks.py``'s ``conv_peak`` times it in fp32 and bf16), quantized as NNCF
 quantizes the model's (QuantizeLinear/DequantizeLinear around an int8 per-channel weight and
 a uint8 activation), compiled by OpenVINO, its convolution timed by OpenVINO's own counter, best of ``repeats``, at 100 x 136 and at
 200 x 272 (the FPN's finest level at 800 x 1088): the faster of the two. OpenVINO runs it

@@ -37,7 +37,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from helpers.parity import match_fraction
-from inference import seeded_state_dict
+from inference_setup import seeded_state_dict
 from read_dataset import cpu_name
 
 import fasterrcnn
