@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -61,15 +62,40 @@ def _arrays(detections: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return boxes, scores, np.array([d["category_id"] for d in detections])
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+@dataclass(frozen=True)
+class EvaluationSplit:
+    """The trained model, the images it is evaluated on (``annotations``: their instances
+    file, written to the output folder) and the other images of the set, to calibrate on."""
+
+    weights: Path
+    images: Path
+    annotations: Path
+    evaluated: list[str]
+    others: list[Path]
+
+    def calibration_folder(self, folder: Path, size: int) -> Path:
+        """``folder`` holding links to the first ``size`` images not evaluated."""
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in self.others[:size]:
+            if not (folder / path.name).exists():
+                (folder / path.name).symlink_to(path.resolve())
+        return folder
+
+
+def split_parser(description: str) -> argparse.ArgumentParser:
+    """The options of :func:`evaluation_split`, shared with ``int8_quantizers.py``."""
+    p = argparse.ArgumentParser(description=description)
     p.add_argument("--data", type=Path, default=MINI if MINI.is_dir() else FALLBACK)
     p.add_argument("--annotations", type=Path, help="evaluated set (default: bf16's first N)")
     p.add_argument("--images", type=int, default=24, help="the first N annotated images")
     p.add_argument("--weights", type=Path, help="default: OUTPUT/model_final.safetensors")
     p.add_argument("--calibration-size", type=int, default=300)
     p.add_argument("--output", type=Path, default=Path("runs/bf16-accuracy"))
-    args = p.parse_args()
+    return p
+
+
+def evaluation_split(args: argparse.Namespace) -> EvaluationSplit:
+    """The model and the images of :func:`split_parser`'s options; exits when no model."""
     images = args.data / "val2017"
     args.output.mkdir(parents=True, exist_ok=True)
     source = args.annotations or args.data / "instances_val2017.json"
@@ -79,21 +105,26 @@ def main() -> None:
     weights = args.weights or args.output / "model_final.safetensors"
     if not weights.is_file():
         sys.exit(f"{weights}: no model (run benchmarks/bf16_accuracy.py or give --weights)")
-    names = {image["file_name"] for image in evaluated["images"]}
+    names = sorted(image["file_name"] for image in evaluated["images"])
     others = sorted(p for p in images.iterdir() if p.suffix == ".jpg" and p.name not in names)
+    return EvaluationSplit(weights, images, annotations, names, others)
+
+
+def main() -> None:
+    args = split_parser(__doc__.split("\n", 1)[0]).parse_args()
+    split = evaluation_split(args)
+    weights, images, annotations = split.weights, split.images, split.annotations
     results: dict[str, dict] = {}
     detections: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        calibration = Path(tmp)
-        for path in others[: args.calibration_size]:
-            (calibration / path.name).symlink_to(path.resolve())
+        calibration = split.calibration_folder(Path(tmp), args.calibration_size)
         int8 = args.output / "model-int8.onnx"
         seconds = fasterrcnn(
             "export", "--weights", weights, "--precision", "int8", "--calibration-images",
             calibration, "--calibration-size", args.calibration_size, int8,
         )  # fmt: skip
-        print(f"int8 export calibrated on {min(len(others), args.calibration_size)} images not "
-              f"evaluated, in {seconds:.0f} s")  # fmt: skip
+        print(f"int8 export calibrated on {min(len(split.others), args.calibration_size)} images "
+              f"not evaluated, in {seconds:.0f} s")  # fmt: skip
     runs = {
         "fp32": ["--weights", weights],
         "bf16": ["--weights", weights, "--precision", "bf16"],

@@ -18,7 +18,6 @@ reused when they are there)::
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -28,8 +27,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import onnx
-from bf16_accuracy import FALLBACK, MINI, fasterrcnn, first_images
-from int8_accuracy import agreement
+from bf16_accuracy import fasterrcnn
+from int8_accuracy import agreement, evaluation_split, split_parser
 
 import fasterrcnn as frcnn
 from fasterrcnn.data.images import read_image
@@ -98,28 +97,10 @@ def seconds_per_image(path: Path, images: list[Path]) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    p.add_argument("--data", type=Path, default=MINI if MINI.is_dir() else FALLBACK)
-    p.add_argument("--images", type=int, default=24, help="the first N annotated images")
-    p.add_argument("--weights", type=Path, help="default: OUTPUT/model_final.safetensors")
-    p.add_argument("--calibration-size", type=int, default=300)
-    p.add_argument("--output", type=Path, default=Path("runs/bf16-accuracy"))
-    args = p.parse_args()
-    images = args.data / "val2017"
-    weights = args.weights or args.output / "model_final.safetensors"
-    if not weights.is_file():
-        sys.exit(f"{weights}: no model (run benchmarks/bf16_accuracy.py or give --weights)")
-    evaluated = first_images(json.loads((args.data / "instances_val2017.json").read_text()),
-                             args.images)  # fmt: skip
-    annotations = args.output / "int8_annotations.json"
-    annotations.write_text(json.dumps(evaluated))
-    names = sorted(image["file_name"] for image in evaluated["images"])
-    others = sorted(p for p in images.iterdir() if p.suffix == ".jpg" and p.name not in names)
-    folder = args.output / "calibration"  # the images not evaluated
-    folder.mkdir(exist_ok=True)
-    for path in others:
-        if not (folder / path.name).exists():
-            (folder / path.name).symlink_to(path.resolve())
+    args = split_parser(__doc__.split("\n", 1)[0]).parse_args()
+    split = evaluation_split(args)
+    weights, images, annotations = split.weights, split.images, split.annotations
+    folder = split.calibration_folder(args.output / "calibration", len(split.others))
     calibration = calibration_images(folder, args.calibration_size)
     print(f"calibrating on {len(calibration.paths)} images not evaluated")
 
@@ -153,7 +134,7 @@ def main() -> None:
     speeds: dict[str, list[float]] = {name: [] for name in files}
     for _ in range(ROUNDS):  # the files alternate, so that neither has the warmer machine
         for name, path in files.items():
-            speeds[name].append(seconds_per_image(path, [images / n for n in names]))
+            speeds[name].append(seconds_per_image(path, [images / n for n in split.evaluated]))
     rows = [f"{'quantizer':<13}{'quantize s':>11}{'AP':>8}{'AP50':>8}{'agreement':>11}"
             f"{'s/image':>9}"]  # fmt: skip
     rows += [f"{name:<13}{figures[name]}{min(speeds[name]):>9.3f}" for name in files]
