@@ -8,6 +8,14 @@ import torch
 from fasterrcnn.ops.boxes import box_iou
 
 
+def ious(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """IoU of one xyxy ``box`` with each of ``boxes`` (np.ndarray[N, 4]), in float64."""
+    return box_iou(
+        torch.as_tensor(box, dtype=torch.float64).reshape(1, 4),
+        torch.as_tensor(boxes, dtype=torch.float64).reshape(-1, 4),
+    )[0].numpy()
+
+
 def match_fraction(
     ref_boxes: np.ndarray,
     ref_scores: np.ndarray,

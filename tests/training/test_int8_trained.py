@@ -20,6 +20,7 @@ import shutil
 import numpy as np
 import pytest
 from helpers.cli_runner import run_cli
+from helpers.parity import ious
 from helpers.scratch_model import IMAGES, Scratch
 
 import fasterrcnn
@@ -31,19 +32,12 @@ BACKENDS = [b for b in ("onnxruntime", "openvino") if importlib.util.find_spec(b
 FOUND_SCORE, LOOSE_SCORE, MATCH_IOU = 0.4, 0.3, 0.5
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    sides = np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2])
-    inter = np.prod(np.clip(sides, 0, None), axis=1)
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return inter / (np.prod(box[2:] - box[:2]) + areas - inter)
-
-
 def _matches(ref: fasterrcnn.Detections, other: fasterrcnn.Detections) -> list[tuple[int, int]]:
     """(ref index, other index) pairs, ref's best first, one to one, same class, IoU >= 0.5."""
     free = np.ones(len(other), bool)
     pairs = []
     for i in np.argsort(-ref.scores, kind="stable"):
-        overlaps = _iou(ref.boxes[i], other.boxes) if len(other) else np.zeros(0)
+        overlaps = ious(ref.boxes[i], other.boxes)
         overlaps[~free | (other.category_ids != ref.category_ids[i])] = 0
         if overlaps.max(initial=0) >= MATCH_IOU:
             j = int(overlaps.argmax())

@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import pytest
 from helpers.cli_runner import run_cli
+from helpers.parity import ious
 from helpers.scratch_model import ANNOTATIONS, IMAGES, SHORT_SIDE, TWO_THREADS, Scratch, train_args
 from helpers.videos import write_video
 
@@ -101,13 +102,6 @@ def _tuning_set(work: Path, frames: list[np.ndarray], boxes: np.ndarray,
     return path
 
 
-def _iou(box: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    sides = np.minimum(box[2:], boxes[:, 2:]) - np.maximum(box[:2], boxes[:, :2])
-    inter = np.prod(np.clip(sides, 0, None), axis=1)
-    areas = np.prod(boxes[:, 2:] - boxes[:, :2], axis=1)
-    return inter / (np.prod(box[2:] - box[:2]) + areas - inter)
-
-
 def test_track_ids_follow_the_objects(scratch: Scratch, tmp_path: Path) -> None:
     frames, boxes, categories = sequence()
     annotations = _tuning_set(tmp_path, frames, boxes, categories)
@@ -134,7 +128,7 @@ def test_track_ids_follow_the_objects(scratch: Scratch, tmp_path: Path) -> None:
         for det in sorted(line["detections"], key=lambda d: -d["score"]):  # one to one
             if det["score"] < MATCH_SCORE:
                 break
-            overlaps = _iou(np.asarray(det["box"]), truth)
+            overlaps = ious(np.asarray(det["box"]), truth)
             overlaps[~free | (categories != det["category_id"])] = 0
             if overlaps.max() >= MATCH_IOU and det.get("track_id") is not None:
                 free[int(overlaps.argmax())] = False
